@@ -1,0 +1,67 @@
+import pytest
+
+from zfutils import config
+
+
+def test_merge_order_defaults_preset_backbone_overrides():
+    defaults = config.load_yaml(config.PARAMS_DIR / "defaults.yaml")
+    cfg = config.resolve("smoke", "lama", {"data.synth.individuals": 4})
+    assert cfg["preset"] == "smoke"
+    assert cfg["data"]["image_size"] == 64 != defaults["data"]["image_size"]      # preset beats defaults
+    assert cfg["data"]["synth"]["sessions"] == 4                                   # preset, nested
+    assert cfg["data"]["synth"]["family"] == defaults["data"]["synth"]["family"]   # untouched sibling kept
+    assert cfg["backbone"]["name"] == "lama" and cfg["backbone"]["family"] == "inpainting"
+    assert cfg["data"]["synth"]["individuals"] == 4                                # override beats all
+
+
+def test_override_beats_preset():
+    assert config.resolve("smoke", None, {"data": {"image_size": 96}})["data"]["image_size"] == 96
+
+
+def test_unknown_key_error_names_full_path():
+    with pytest.raises(config.ConfigError, match=r"data\.synth\.individualz") as err:
+        config.resolve("smoke", None, {"data.synth.individualz": 3})
+    assert "data.synth.individuals" in str(err.value)  # lists what is known there
+
+
+def test_unknown_key_in_preset_file_names_file(tmp_path, monkeypatch):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "backbones").mkdir()
+    (tmp_path / "defaults.yaml").write_text("a:\n  b: 1\n")
+    (tmp_path / "presets" / "bad.yaml").write_text("a:\n  c: 2\n")
+    monkeypatch.setattr(config, "PARAMS_DIR", tmp_path)
+    with pytest.raises(config.ConfigError, match=r"unknown key 'a\.c' in params/presets/bad\.yaml"):
+        config.resolve("bad")
+
+
+def test_unknown_preset_and_backbone_list_known():
+    with pytest.raises(config.ConfigError, match="known presets: paper, quick, smoke"):
+        config.resolve("huge")
+    with pytest.raises(config.ConfigError, match="known backbones: .*aotgan"):
+        config.resolve("smoke", "resnet")
+
+
+def test_mapping_replaced_by_scalar_is_rejected():
+    with pytest.raises(config.ConfigError, match="'data' in overrides must be a mapping"):
+        config.resolve("smoke", None, {"data": 3})
+
+
+def test_every_preset_and_backbone_resolves():
+    for preset in config.available("presets"):
+        for backbone in [None, *config.available("backbones")]:
+            cfg = config.resolve(preset, backbone)
+            assert cfg["preset"] == preset
+
+
+def test_paper_preset_has_the_studys_settings():
+    cfg = config.resolve("paper")
+    assert cfg["split"]["inpaint_ratios"] == [0.80, 0.16, 0.04]
+    assert cfg["split"]["classify_ratios"] == [0.80, 0.10, 0.10]
+    assert cfg["split"]["classify"] == "random"
+
+
+def test_overrides_from_args_parses_yaml_scalars():
+    assert config.overrides_from_args(["data.image_size=96", "split.classify=open", "data.path=null"]) == {
+        "data.image_size": 96, "split.classify": "open", "data.path": None}
+    with pytest.raises(config.ConfigError, match="key.path=value"):
+        config.overrides_from_args(["oops"])

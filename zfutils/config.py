@@ -1,0 +1,98 @@
+"""Resolved run configuration: defaults < preset < backbone < overrides, deep-merged.
+
+Papermill's own parameter merge is shallow and only warns on unknown names; here an unknown key
+anywhere is an error naming its full dotted path, so a typo never silently runs the wrong study.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from zfutils.paths import PARAMS_DIR
+
+
+class ConfigError(KeyError):
+    """A preset, backbone or key that does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def load_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"parameter file {path} does not exist")
+    with open(path) as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at its top level, found {type(data).__name__}")
+    return data
+
+
+def available(kind: str) -> list[str]:
+    """Names of the presets (`kind='presets'`) or backbones (`kind='backbones'`) in params/."""
+    return sorted(p.stem for p in (PARAMS_DIR / kind).glob("*.yaml"))
+
+
+def deep_merge(base: Mapping, update: Mapping, *, origin: str, _prefix: str = "") -> dict:
+    """Return `base` updated by `update`, recursing into mappings; reject keys `base` lacks."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        path = f"{_prefix}{key}"
+        if key not in merged:
+            known = ", ".join(sorted(f"{_prefix}{k}" for k in merged))
+            raise ConfigError(f"unknown key '{path}' in {origin}; known keys here: {known}")
+        if isinstance(merged[key], Mapping):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"'{path}' in {origin} must be a mapping, got {value!r}")
+            merged[key] = deep_merge(merged[key], value, origin=origin, _prefix=f"{path}.")
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def dotted_to_nested(overrides: Mapping[str, Any]) -> dict:
+    """{'data.image_size': 64} -> {'data': {'image_size': 64}}; nested input passes through."""
+    nested: dict = {}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        if isinstance(value, Mapping) and isinstance(node.get(parts[-1]), dict):
+            node[parts[-1]].update(value)
+        else:
+            node[parts[-1]] = value
+    return nested
+
+
+def resolve(preset: str, backbone: str | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
+    """The run's configuration. Raises ConfigError for an unknown preset, backbone or key."""
+    if preset not in available("presets"):
+        raise ConfigError(f"unknown preset '{preset}'; known presets: {', '.join(available('presets'))}")
+    cfg = load_yaml(PARAMS_DIR / "defaults.yaml")
+    cfg = deep_merge(cfg, load_yaml(PARAMS_DIR / "presets" / f"{preset}.yaml"),
+                     origin=f"params/presets/{preset}.yaml")
+    cfg["preset"] = preset
+    if backbone:
+        if backbone not in available("backbones"):
+            raise ConfigError(f"unknown backbone '{backbone}'; known backbones: {', '.join(available('backbones'))}")
+        cfg = deep_merge(cfg, load_yaml(PARAMS_DIR / "backbones" / f"{backbone}.yaml"),
+                         origin=f"params/backbones/{backbone}.yaml")
+        cfg["backbone"]["name"] = backbone
+    if overrides:
+        cfg = deep_merge(cfg, dotted_to_nested(overrides), origin="overrides")
+    return cfg
+
+
+def overrides_from_args(items: list[str]) -> dict:
+    """Parse `key.path=value` strings from a command line; values are read as YAML scalars."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key.path=value")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw)
+    return out

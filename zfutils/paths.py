@@ -1,0 +1,39 @@
+"""Every path the project uses, resolved from the project root, never from the working directory
+(papermill and nbval start kernels in different folders).
+
+`ZF_WORKDIR` moves the writable folders (runs/, data/, figures/ of a run) elsewhere, which the
+tests use to keep the repository clean.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PARAMS_DIR = PROJECT_ROOT / "params"
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+
+
+def workdir() -> Path:
+    """Root of everything a run writes: the project root unless ZF_WORKDIR says otherwise."""
+    return Path(os.environ.get("ZF_WORKDIR", PROJECT_ROOT)).resolve()
+
+
+def runs_dir(preset: str) -> Path:
+    return workdir() / "runs" / preset
+
+
+def stage_dir(preset: str, stage: str, backbone: str | None = None) -> Path:
+    """runs/<preset>/<backbone>/<stage>/ for per-backbone stages, runs/<preset>/<stage>/ otherwise."""
+    base = runs_dir(preset)
+    return base / backbone / stage if backbone else base / stage
+
+
+def data_dir(preset: str, source: str) -> Path:
+    """Where a preset's data set in the project's on-disk format lives."""
+    return workdir() / "data" / preset / source
+
+
+def figures_dir(preset: str) -> Path:
+    """figures/<preset>/: the figures a user looks at after `make run`."""
+    return workdir() / "figures" / preset

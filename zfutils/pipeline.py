@@ -1,0 +1,203 @@
+"""Run the study: every stage notebook, with papermill, once per backbone where the stage is per
+backbone, in order.
+
+`python -m zfutils.pipeline --preset quick [--backbones a,b] [--stages s,t] [--set key=value ...]`
+
+Stages are the notebooks `notebooks/NN_name.ipynb`; a stage is per backbone when its
+`parameters` cell has a `backbone` parameter. Nothing here knows which stages exist.
+A stage is skipped when its outputs exist and a stamp of its resolved config, its notebook and
+the stamps of the stages before it is unchanged. A failing backbone does not stop the others.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from zfutils import config, paths
+
+log = logging.getLogger("zfutils.pipeline")
+
+
+@dataclass(frozen=True)
+class StageNotebook:
+    name: str
+    path: Path
+    per_backbone: bool
+
+
+@dataclass
+class Job:
+    stage: StageNotebook
+    backbone: str | None
+    status: str = "pending"   # pending | done | skipped | failed | blocked
+    seconds: float = 0.0
+    message: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage.name}" + (f" [{self.backbone}]" if self.backbone else "")
+
+
+def discover_stages(notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> list[StageNotebook]:
+    """Stage notebooks in order, with whether each runs per backbone (from its parameters)."""
+    import papermill
+
+    stages = []
+    for path in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
+        params = papermill.inspect_notebook(str(path))
+        stages.append(StageNotebook(path.stem, path, per_backbone="backbone" in params))
+    if not stages:
+        raise FileNotFoundError(f"no stage notebooks (NN_name.ipynb) in {notebooks_dir}")
+    return stages
+
+
+def select(stages: list[StageNotebook], names: list[str] | None) -> list[StageNotebook]:
+    if not names:
+        return stages
+    known = {s.name: s for s in stages}
+    by_prefix = {s.name.split("_", 1)[0]: s for s in stages}
+    picked = []
+    for name in names:
+        stage = known.get(name) or by_prefix.get(name)
+        if stage is None:
+            raise config.ConfigError(f"unknown stage '{name}'; known stages: {', '.join(known)}")
+        picked.append(stage)
+    return [s for s in stages if s in picked]
+
+
+def stamp(cfg: dict, notebook: Path, upstream: list[str]) -> str:
+    """Changes whenever the resolved config, the notebook or an earlier stage's stamp changes."""
+    h = hashlib.sha256()
+    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    h.update(notebook.read_bytes())
+    for s in upstream:
+        h.update(s.encode())
+    return h.hexdigest()
+
+
+def _up_to_date(run_dir: Path, stage: StageNotebook, expected: str) -> bool:
+    try:
+        recorded = json.loads((run_dir / "stamp.json").read_text())["stamp"]
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        return False
+    outputs = (run_dir / f"{stage.name}.ipynb").is_file() and (run_dir / "metrics.json").is_file()
+    return outputs and recorded == expected
+
+
+def run_job(job: Job, preset: str, overrides: dict, upstream: list[str], force: bool) -> str | None:
+    """Execute one notebook with papermill unless it is up to date; returns its stamp, or None."""
+    import papermill
+
+    cfg = config.resolve(preset, job.backbone, overrides)
+    run_dir = paths.stage_dir(preset, job.stage.name, job.backbone)
+    expected = stamp(cfg, job.stage.path, upstream)
+    if not force and _up_to_date(run_dir, job.stage, expected):
+        job.status = "skipped"
+        return expected
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "stamp.json").unlink(missing_ok=True)
+    params = {"preset": preset, "overrides": json.dumps(overrides)}
+    if job.backbone:
+        params["backbone"] = job.backbone
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(job.stage.path), str(run_dir / f"{job.stage.name}.ipynb"),
+                                   parameters=params, cwd=str(run_dir), kernel_name="python3",
+                                   progress_bar=False, execution_timeout=cfg["pipeline"]["timeout_s"])
+    except Exception as err:  # a failing notebook must not stop the other backbones
+        job.status, job.message = "failed", _first_line(err)
+        log.exception("%s failed", job.label)
+        return None
+    finally:
+        job.seconds = time.perf_counter() - start
+    (run_dir / "stamp.json").write_text(json.dumps({"stamp": expected, "seconds": job.seconds}))
+    job.status = "done"
+    return expected
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    lines = [l for l in text if l.strip() and not set(l.strip()) <= set("-")]
+    return (lines[-1] if lines else type(err).__name__)[:200]
+
+
+def run(preset: str, backbones: list[str] | None = None, stage_names: list[str] | None = None,
+        overrides: dict | None = None, force: bool = False) -> list[Job]:
+    """Run the selected stages in order; returns every job with its status."""
+    overrides = overrides or {}
+    base = config.resolve(preset, None, overrides)
+    backbones = backbones or base["pipeline"]["backbones"]
+    for name in backbones:
+        config.resolve(preset, name, overrides)  # unknown backbone: fail before running anything
+    stages = select(discover_stages(), stage_names or base["pipeline"]["stages"])
+    shared_stamps: list[str] = []
+    backbone_stamps: dict[str, list[str]] = {b: [] for b in backbones}
+    blocked: set[str | None] = set()
+    jobs: list[Job] = []
+    for stage in stages:
+        for backbone in (backbones if stage.per_backbone else [None]):
+            job = Job(stage, backbone)
+            jobs.append(job)
+            if None in blocked or backbone in blocked:
+                job.status, job.message = "blocked", "an earlier stage failed"
+                continue
+            print(f"[{time.strftime('%H:%M:%S')}] {job.label} ...", flush=True)
+            upstream = shared_stamps + (backbone_stamps[backbone] if backbone else [])
+            result = run_job(job, preset, overrides, upstream, force)
+            print(f"[{time.strftime('%H:%M:%S')}] {job.label}: {job.status} {job.message}".rstrip(), flush=True)
+            if result is None:
+                blocked.add(backbone)
+            elif backbone:
+                backbone_stamps[backbone].append(result)
+            else:
+                shared_stamps.append(result)
+    return jobs
+
+
+def summary(jobs: list[Job], preset: str) -> str:
+    lines = [f"{'stage':<28} {'backbone':<14} {'status':<8} {'seconds':>8}  note"]
+    for j in jobs:
+        lines.append(f"{j.stage.name:<28} {j.backbone or '-':<14} {j.status:<8} {j.seconds:>8.1f}  {j.message}")
+    lines.append("")
+    lines.append(f"runs (executed notebooks, config.yaml, metrics.json): {paths.runs_dir(preset)}")
+    lines.append(f"figures and tables: {paths.figures_dir(preset)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m zfutils.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="quick", help=f"one of: {', '.join(config.available('presets'))}")
+    parser.add_argument("--backbones", help="comma-separated; default: the preset's pipeline.backbones")
+    parser.add_argument("--stages", help="comma-separated stage names or numbers (01,02); default: all")
+    parser.add_argument("--data-source", help="synth | aau | csv | folder (default: synth)")
+    parser.add_argument("--data-path", help="local copy of the real data for aau, csv or folder")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. data.image_size=96")
+    parser.add_argument("--force", action="store_true", help="rerun stages that are up to date")
+    args = parser.parse_args(argv)
+    try:
+        overrides = config.overrides_from_args(args.set)
+        if args.data_source:
+            overrides["data.source"] = args.data_source
+        if args.data_path:
+            overrides["data.path"] = str(Path(args.data_path).expanduser().resolve())
+        config.resolve(args.preset, None, overrides)
+        split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
+        paths.runs_dir(args.preset).mkdir(parents=True, exist_ok=True)
+        logging.basicConfig(filename=paths.runs_dir(args.preset) / "pipeline.log", level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(message)s")
+        jobs = run(args.preset, split(args.backbones), split(args.stages), overrides, args.force)
+    except (config.ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(summary(jobs, args.preset))
+    return 1 if any(j.status in ("failed", "blocked") for j in jobs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
