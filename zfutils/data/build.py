@@ -24,7 +24,7 @@ def _synth(cfg: dict, out: Path) -> Path:
 def _aau(cfg: dict, out: Path) -> Path:
     from zfutils.data.aau import write_aau
 
-    opts = cfg["data"]["aau"]
+    opts = {k: v for k, v in cfg["data"]["aau"].items() if k != "gap_frames"}  # gaps: the splitter's
     return write_aau(_need_path(cfg), out, size=cfg["data"]["image_size"], masks=_masks(cfg, "estimate"), **opts)
 
 

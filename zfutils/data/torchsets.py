@@ -16,7 +16,7 @@ FLIPS = {"none": (), "horizontal": (2,), "vertical": (1,), "both": (1, 2)}
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)  # PIL arrays are read-only
 
 
 class _StoredImages(Dataset):
