@@ -44,10 +44,11 @@ class Job:
         return f"{self.stage.name}" + (f" [{self.backbone}]" if self.backbone else "")
 
 
-def discover_stages(notebooks_dir: Path = paths.NOTEBOOKS_DIR) -> list[StageNotebook]:
+def discover_stages(notebooks_dir: Path | None = None) -> list[StageNotebook]:
     """Stage notebooks in order, with whether each runs per backbone (from its parameters)."""
     import papermill
 
+    notebooks_dir = Path(notebooks_dir or paths.NOTEBOOKS_DIR)
     stages = []
     for path in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
         params = papermill.inspect_notebook(str(path))
@@ -128,14 +129,14 @@ def _first_line(err: Exception) -> str:
 
 
 def run(preset: str, backbones: list[str] | None = None, stage_names: list[str] | None = None,
-        overrides: dict | None = None, force: bool = False) -> list[Job]:
+        overrides: dict | None = None, force: bool = False, notebooks_dir: Path | None = None) -> list[Job]:
     """Run the selected stages in order; returns every job with its status."""
     overrides = overrides or {}
     base = config.resolve(preset, None, overrides)
     backbones = backbones or base["pipeline"]["backbones"]
     for name in backbones:
         config.resolve(preset, name, overrides)  # unknown backbone: fail before running anything
-    stages = select(discover_stages(), stage_names or base["pipeline"]["stages"])
+    stages = select(discover_stages(notebooks_dir), stage_names or base["pipeline"]["stages"])
     shared_stamps: list[str] = []
     backbone_stamps: dict[str, list[str]] = {b: [] for b in backbones}
     blocked: set[str | None] = set()

@@ -1,0 +1,104 @@
+"""The papermill runner on stand-in notebooks (order, per-backbone fan-out, skipping, failures)
+and, under the smoke preset, on the project's real stage notebooks."""
+import json
+
+import nbformat
+import pytest
+
+from zfutils import paths, pipeline
+
+
+def _notebook(path, body, per_backbone):
+    params = 'preset = "smoke"\noverrides = "{}"' + ('\nbackbone = "none"' if per_backbone else "")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def stand_ins(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path / "work"))
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _notebook(nbs / "01_shared.ipynb", "import json, pathlib\n"
+              "from zfutils import paths\n"
+              "d = paths.stage_dir(preset, '01_shared'); d.mkdir(parents=True, exist_ok=True)\n"
+              "(d / 'metrics.json').write_text(json.dumps({'n': 1}))", per_backbone=False)
+    _notebook(nbs / "02_each.ipynb", "import json\n"
+              "from zfutils import paths\n"
+              "assert backbone != 'lama', 'lama is broken in this stand-in'\n"
+              "d = paths.stage_dir(preset, '02_each', backbone); d.mkdir(parents=True, exist_ok=True)\n"
+              "(d / 'metrics.json').write_text(json.dumps({'backbone': backbone}))", per_backbone=True)
+    _notebook(nbs / "03_after.ipynb", "import json\n"
+              "from zfutils import paths\n"
+              "d = paths.stage_dir(preset, '03_after', backbone); d.mkdir(parents=True, exist_ok=True)\n"
+              "(d / 'metrics.json').write_text('{}')", per_backbone=True)
+    return nbs
+
+
+def _statuses(jobs):
+    return {(j.stage.name, j.backbone): j.status for j in jobs}
+
+
+def test_discover_stages_reads_per_backbone_from_parameters(stand_ins):
+    stages = pipeline.discover_stages(stand_ins)
+    assert [(s.name, s.per_backbone) for s in stages] == [("01_shared", False), ("02_each", True), ("03_after", True)]
+    assert [s.name for s in pipeline.select(stages, ["03", "01_shared"])] == ["01_shared", "03_after"]
+    with pytest.raises(Exception, match="unknown stage '09'"):
+        pipeline.select(stages, ["09"])
+
+
+def test_run_order_failures_skips_and_reruns(stand_ins):
+    jobs = pipeline.run("smoke", ["aotgan", "lama"], notebooks_dir=stand_ins)
+    assert _statuses(jobs) == {("01_shared", None): "done", ("02_each", "aotgan"): "done",
+                               ("02_each", "lama"): "failed", ("03_after", "aotgan"): "done",
+                               ("03_after", "lama"): "blocked"}
+    assert "lama is broken" in next(j.message for j in jobs if j.status == "failed")
+    run_dir = paths.stage_dir("smoke", "02_each", "aotgan")
+    assert (run_dir / "02_each.ipynb").is_file() and json.loads((run_dir / "metrics.json").read_text()) == {"backbone": "aotgan"}
+    assert "failed" in pipeline.summary(jobs, "smoke")
+
+    again = pipeline.run("smoke", ["aotgan"], notebooks_dir=stand_ins)
+    assert set(_statuses(again).values()) == {"skipped"}
+
+    # a changed parameter reruns everything that depends on it
+    changed = pipeline.run("smoke", ["aotgan"], overrides={"seed": 1}, notebooks_dir=stand_ins)
+    assert set(_statuses(changed).values()) == {"done"}
+
+    # a changed upstream notebook reruns the stages after it
+    nb = nbformat.read(stand_ins / "01_shared.ipynb", as_version=4)
+    nb.cells[1].source += "\n# edited"
+    nbformat.write(nb, stand_ins / "01_shared.ipynb")
+    rerun = pipeline.run("smoke", ["aotgan"], overrides={"seed": 1}, notebooks_dir=stand_ins)
+    assert set(_statuses(rerun).values()) == {"done"}
+
+
+def test_unknown_backbone_fails_before_running(stand_ins):
+    with pytest.raises(Exception, match="unknown backbone 'resnet'"):
+        pipeline.run("smoke", ["resnet"], notebooks_dir=stand_ins)
+    assert not (paths.runs_dir("smoke") / "01_shared").exists()
+
+
+def test_main_exit_codes_and_summary(stand_ins, monkeypatch, capsys):
+    monkeypatch.setattr(paths, "NOTEBOOKS_DIR", stand_ins)
+    assert pipeline.main(["--preset", "smoke", "--backbones", "aotgan", "--stages", "01,02"]) == 0
+    out = capsys.readouterr().out
+    assert "02_each" in out and "figures and tables" in out
+    assert pipeline.main(["--preset", "smoke", "--backbones", "lama", "--stages", "02"]) == 1
+    assert pipeline.main(["--preset", "nope"]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+
+
+def test_smoke_pipeline_runs_the_real_data_stage(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
+    jobs = pipeline.run("smoke", ["aotgan"], overrides={"data.synth.per_individual": 12, "data.synth.sessions": 3})
+    assert all(j.status == "done" for j in jobs), [(j.label, j.message) for j in jobs]
+    run_dir = paths.stage_dir("smoke", "01_prepare_dataset")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_images"] == 6 * 12 and metrics["n_identities"] == 6 and metrics["image_size"] == 64
+    assert {"config.yaml", "run.json", "01_prepare_dataset.ipynb", "split_table.csv"} <= {p.name for p in run_dir.iterdir()}
+    assert (run_dir / "figures" / "sample_grid.png").is_file()
+    assert (paths.figures_dir("smoke") / "01_prepare_dataset_sample_grid.png").is_file()
+    assert (paths.data_dir("smoke", "synth") / "metadata.csv").is_file()
