@@ -43,6 +43,14 @@ def test_assign_splits_no_overlap_and_all_columns():
     assert notes == {}
 
 
+def test_inpaint_images_are_drawn_within_every_identity_and_session():
+    meta, _ = assign_splits(table(sessions=3, per_session=4), SPLIT_CFG, seed=2, has_pattern_masks=True)
+    per_cell = meta.groupby(["identity", "session"])["task"].apply(lambda t: (t == "classify").sum())
+    assert set(per_cell) <= {2, 3}  # 4 images per cell: 1.2 for inpainting on average, the rest classify
+    meta, _ = assign_splits(table(sessions=3, per_session=1), SPLIT_CFG, seed=2, has_pattern_masks=True)
+    assert (meta["task"] == "classify").all()  # a lone image always stays for classification
+
+
 def test_inpaint_ratios_close_to_80_16_4():
     meta, _ = assign_splits(table(per_session=40), SPLIT_CFG, seed=0, has_pattern_masks=True)
     share = meta.loc[meta["task"] == "inpaint", "split_inpaint"].value_counts(normalize=True)
@@ -63,10 +71,19 @@ def test_session_split_keeps_sessions_apart_and_every_identity_everywhere():
 def test_session_split_groups_by_individuals_shown():
     # two "videos": fish 0-2 only in v1 blocks, fish 3-5 only in v2 blocks (as AAU)
     meta = table(identities=6, sessions=4)
-    meta["session"] = np.where(meta["identity"].str[-1].astype(int) < 3, "v1-", "v2-") + meta["session"]
+    meta["video"] = np.where(meta["identity"].str[-1].astype(int) < 3, "v1", "v2")
+    meta["session"] = meta["video"] + "-" + meta["session"]
     labels = session_labels(meta, [0.5, 0.25, 0.25], np.random.default_rng(0))
     for split in ("train", "val", "test"):
         assert meta.loc[labels == split, "identity"].nunique() == 6
+    assert (meta.groupby("session").apply(lambda r: labels[r.index].nunique()) == 1).all()
+
+
+def test_session_split_names_an_individual_it_cannot_place():
+    meta = table(identities=3, sessions=6)
+    meta = meta[~((meta["identity"] == "fish_2") & (meta["session"] != "s0"))]  # fish_2 only in s0
+    with pytest.raises(SplitError, match=r"left \['fish_2'\] without"):
+        session_labels(meta, [0.8, 0.1, 0.1], np.random.default_rng(0))
 
 
 def test_session_split_with_too_few_sessions_says_why():

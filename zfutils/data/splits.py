@@ -53,31 +53,31 @@ def stratified_labels(identities: pd.Series, ratios, rng: np.random.Generator,
 
 
 def session_labels(meta: pd.DataFrame, ratios, rng: np.random.Generator, gap_frames: int = 0) -> pd.Series:
-    """Whole sessions go to one split. Sessions are grouped by the set of individuals they show
-    (one AAU video shows fish 1-3 only), and each group is cut by image count, so every
-    individual lands in train, val and test."""
+    """Whole sessions go to one split, cut by the ratios over the number of sessions. Sessions
+    are cut per video where there is a `video` column (one AAU video shows fish 1-3 only), so
+    that every individual lands in train, val and test."""
     if (meta["session"].astype(str) == "unknown").any():
         raise SplitError("the session split needs a `session` for every image; this data set has "
                          "images with session 'unknown' (give a session column, or use split.classify: random)")
-    members = meta.groupby("session")["identity"].agg(lambda s: tuple(sorted(set(s))))
-    sizes = meta.groupby("session").size()
+    groups = meta["video"] if "video" in meta.columns else pd.Series("all", index=meta.index)
     out = pd.Series("", index=meta.index, dtype=object)
-    target = np.asarray(ratios, dtype=float) / np.sum(ratios)
-    for signature, sessions in members.groupby(members):
-        names = sorted(sessions.index)
+    for group, rows in meta.groupby(groups, sort=True):
+        names = sorted(rows["session"].unique())
         if len(names) < len(SPLITS):
+            where = "" if group == "all" else f" in {group}"
             raise SplitError(
-                f"the session split needs at least {len(SPLITS)} sessions showing individuals "
-                f"{list(signature)}, found {len(names)} ({names}); record more sessions, lower "
-                "data.aau.time_block_frames, or use split.classify: random")
+                f"the session split needs at least {len(SPLITS)} sessions{where}, found {len(names)} ({names}); "
+                "record more sessions, lower data.aau.time_block_frames, or use split.classify: random")
         rng.shuffle(names)
-        counts = np.zeros(len(SPLITS))
-        order = list(range(len(SPLITS)))  # the first sessions seed every split
-        for i, name in enumerate(names):
-            total = counts.sum() + sizes[name]
-            k = order[i] if i < len(order) else int(np.argmax(target * total - counts))
-            counts[k] += sizes[name]
-            out[meta["session"] == name] = SPLITS[k]
+        start = 0
+        for split, size in zip(SPLITS, _cut(len(names), ratios)):
+            out[rows.index[rows["session"].isin(names[start:start + size])]] = split
+            start += size
+    for split in SPLITS:
+        missing = sorted(set(meta["identity"]) - set(meta.loc[out == split, "identity"]))
+        if missing:
+            raise SplitError(f"the session split left {missing} without {split} images: their images sit in too "
+                             "few sessions; record more sessions per individual or use split.classify: random")
     if gap_frames and {"video", "frame"} <= set(meta.columns):
         out = _drop_gaps(meta, out, gap_frames)
     return out
@@ -111,6 +111,20 @@ def open_labels(meta: pd.DataFrame, ratios, holdout: int, rng: np.random.Generat
     return out
 
 
+def inpaint_labels(meta: pd.DataFrame, fraction: float, rng: np.random.Generator) -> pd.Series:
+    """`inpaint` for a `fraction` of the images of every (identity, session) cell, the rest
+    `classify`: every individual keeps classification images in every session. Counts are
+    rounded at random, so the overall share matches `fraction` even for small cells."""
+    out = pd.Series("classify", index=meta.index, dtype=object)
+    cells = meta.groupby([meta["identity"].astype(str), meta["session"].astype(str)], sort=True).groups
+    for _, idx in cells.items():
+        idx = np.array(sorted(idx))
+        exact = fraction * len(idx)
+        take = min(int(exact) + int(rng.random() < exact - int(exact)), len(idx) - 1)
+        out[rng.choice(idx, size=max(take, 0), replace=False)] = "inpaint"
+    return out
+
+
 def assign_splits(meta: pd.DataFrame, split_cfg: dict, seed: int, has_pattern_masks: bool,
                   gap_frames: int = 0) -> tuple[pd.DataFrame, dict]:
     """Add the task and split columns; returns the table and notes on splits that were impossible
@@ -120,9 +134,7 @@ def assign_splits(meta: pd.DataFrame, split_cfg: dict, seed: int, has_pattern_ma
     notes: dict[str, str] = {}
     meta["task"] = "classify"
     if has_pattern_masks and split_cfg["inpaint_fraction"] > 0:
-        chosen = stratified_labels(meta["identity"], [split_cfg["inpaint_fraction"], 1 - split_cfg["inpaint_fraction"]],
-                                   rng, names=("inpaint", "classify"))
-        meta["task"] = chosen
+        meta["task"] = inpaint_labels(meta, split_cfg["inpaint_fraction"], rng)
     else:
         notes["inpaint"] = "no pattern masks: no inpainting set"
     meta["split_inpaint"] = ""

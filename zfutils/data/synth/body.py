@@ -26,10 +26,10 @@ class BodyShape:
     peduncle: float = 0.36        # depth at the caudal peduncle relative to the maximum
     belly: float = 1.12           # ventral fullness relative to the back
     head: float = 0.23            # gill-cover position (end of the unpatterned head)
-    eye: float = 0.034            # eye radius including the silver ring
+    eye: float = 0.04             # eye radius including the silver ring
     caudal_len: float = 0.26
     caudal_span: float = 0.15     # half-height of the caudal fin at its tips
-    fork: float = 0.55            # fork notch depth as a fraction of the caudal length (0 = none)
+    fork: float = 0.4             # fork notch depth as a fraction of the caudal length (0 = none)
     dorsal_h: float = 0.075
     anal_h: float = 0.085
     pectoral: float = 0.07
@@ -41,8 +41,8 @@ def sample_shape(rng: np.random.Generator, spread: float = 1.0) -> BodyShape:
         return float(value * (1 + rel * spread * rng.uniform(-1, 1)))
     return BodyShape(
         depth=jit(0.105, 0.12), peak=jit(0.40, 0.06), peduncle=jit(0.36, 0.1), belly=jit(1.12, 0.06),
-        head=jit(0.23, 0.05), eye=jit(0.034, 0.08), caudal_len=jit(0.26, 0.1),
-        caudal_span=jit(0.15, 0.12), fork=min(jit(0.55, 0.12), 0.8), dorsal_h=jit(0.075, 0.15),
+        head=jit(0.23, 0.05), eye=jit(0.04, 0.08), caudal_len=jit(0.26, 0.1),
+        caudal_span=jit(0.15, 0.12), fork=min(jit(0.4, 0.15), 0.7), dorsal_h=jit(0.075, 0.15),
         anal_h=jit(0.085, 0.15), pectoral=jit(0.07, 0.1))
 
 
@@ -53,8 +53,8 @@ def profile(shape: BodyShape) -> tuple[np.ndarray, np.ndarray]:
 
     def spindle(peak: float) -> np.ndarray:
         front = (1 - (1 - np.minimum(x, peak) / peak) ** 2) ** 0.62       # rounded snout
-        back = shape.peduncle + (1 - shape.peduncle) * (0.5 + 0.5 * np.cos(
-            np.pi * np.clip((x - peak) / (1 - peak), 0, 1)) ** 1.15)
+        fall = np.clip((x - peak) / (1 - peak), 0, 1)
+        back = shape.peduncle + (1 - shape.peduncle) * (0.5 + 0.5 * np.cos(np.pi * fall)) ** 1.15
         return np.where(x <= peak, front, back)
 
     top = -shape.depth * spindle(shape.peak)
@@ -76,7 +76,7 @@ class Pose:
     cx: float                 # image position of the fish's middle (x = `MIDDLE`)
     cy: float
     length: float             # body length (snout to peduncle) in pixels
-    angle: float              # rotation in radians, positive turns the head down
+    angle: float              # rotation in radians; positive lowers the tail, either way facing
     flip: bool                # True: the fish faces right
     bend: float               # curvature of the midline (body lengths^-1)
     foreshorten: float = 1.0  # < 1 when the fish is turned away from the camera
@@ -125,7 +125,17 @@ def _fin_height(q: np.ndarray, apex: float, tip: float = 0.0) -> np.ndarray:
     return np.where(inside, np.where(q < apex, 0.25 + 0.75 * rise, fall), 0)
 
 
-def fins(x: np.ndarray, y: np.ndarray, centre: np.ndarray, half: np.ndarray,
+@lru_cache(maxsize=512)
+def fin_profile(shape: BodyShape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Heights of the dorsal, anal and pelvic fins along x in [0, 1] (body lengths, 0 = no fin)."""
+    x = np.linspace(0, 1, _PROFILE_N)
+    return tuple((height * _fin_height((x - start) / span, apex, tip)).astype(np.float32)
+                 for height, start, span, apex, tip in ((shape.dorsal_h, 0.47, 0.14, 0.3, 0.15),
+                                                        (shape.anal_h, 0.57, 0.27, 0.18, 0.25),
+                                                        (0.045, 0.42, 0.09, 0.25, 0.0)))
+
+
+def fins(x: np.ndarray, y: np.ndarray, c: np.ndarray, h: np.ndarray,
          shape: BodyShape) -> dict[str, np.ndarray]:
     """Per-fin membership depth (>0 inside, ~0 at the edge) and the fin's own coordinates.
 
@@ -133,7 +143,8 @@ def fins(x: np.ndarray, y: np.ndarray, centre: np.ndarray, half: np.ndarray,
     plus `caudal_q`, `caudal_t` (position along and across the caudal fin) and `anal_d`
     (relative depth into the anal fin) that let the fins carry the body's stripes.
     """
-    top, bottom = centre - half, centre + half
+    centre, half = profile(shape)
+    top, bottom = c - h, c + h
     out: dict[str, np.ndarray] = {}
     # forked caudal fin, fanning out from the peduncle
     end = lookup(centre, np.float32(1.0)), lookup(half, np.float32(1.0))
@@ -144,17 +155,14 @@ def fins(x: np.ndarray, y: np.ndarray, centre: np.ndarray, half: np.ndarray,
     out["caudal"] = np.minimum.reduce([(1 - np.abs(ct)) * spread, (edge - q) * shape.caudal_len,
                                        q * shape.caudal_len + 0.03])
     out["caudal_q"], out["caudal_t"] = np.clip(q, 0, 1), np.clip(ct, -1, 1)
-    # small dorsal fin above the middle of the back
-    qd = (x - 0.47) / 0.14
-    out["dorsal"] = np.minimum(shape.dorsal_h * _fin_height(qd, 0.3, 0.15) - (top - y), (top - y) + 0.01)
-    # long anal fin under the rear half
-    qa = (x - 0.57) / 0.27
-    depth_a = shape.anal_h * _fin_height(qa, 0.18, 0.25)
-    out["anal"] = np.minimum(depth_a - (y - bottom), (y - bottom) + 0.01)
-    out["anal_d"] = np.clip((y - bottom) / shape.anal_h, 0, 1)
-    # pelvic fin: a small point under the belly, angled back
-    qp = (x - 0.42) / 0.09
-    out["pelvic"] = np.minimum(0.045 * _fin_height(qp, 0.25, 0.0) - (y - bottom), (y - bottom) + 0.01)
+    # small dorsal fin above the middle of the back, long anal fin under the rear half, and a
+    # small pelvic fin under the belly
+    above, below = top - y, y - bottom
+    dorsal, anal, pelvic = (lookup(table, x) * ((x >= 0) & (x <= 1)) for table in fin_profile(shape))
+    out["dorsal"] = np.where(dorsal > 0, np.minimum(dorsal - above, above + 0.01), -1)
+    out["anal"] = np.where(anal > 0, np.minimum(anal - below, below + 0.01), -1)
+    out["anal_d"] = np.clip(below / np.maximum(anal, 0.005), 0, 1)
+    out["pelvic"] = np.where(pelvic > 0, np.minimum(pelvic - below, below + 0.01), -1)
     # pectoral fin: a narrow ellipse behind the gill cover, lying over the lower flank
     ang = np.float32(0.35)
     px0, py0 = shape.head + 0.03, lookup(centre, np.float32(shape.head)) + 0.45 * lookup(half, np.float32(shape.head))

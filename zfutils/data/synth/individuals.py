@@ -5,6 +5,7 @@ keeps the first 6 exactly as they were.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,9 +42,13 @@ def identity_name(index: int) -> str:
 
 def make_individual(seed: int, family: str, index: int) -> Individual:
     rng = np.random.default_rng([int(seed), int(index), 0xB0D1])
+    # own body (used only by the body shortcut): depth and size step by the golden ratio so
+    # that any two individuals differ clearly
+    spread = (index * 0.618034 + rng.uniform(-0.05, 0.05)) % 1
+    shape = dataclasses.replace(body.sample_shape(rng, spread=1.5),
+                                depth=float(0.085 + 0.045 * ((index * 0.381966 + 0.5) % 1)))
     return Individual(identity=identity_name(index), index=index, family=family,
-                      texture=make_texture(seed, family, index), body=body.sample_shape(rng, spread=2.5),
-                      size=float(rng.uniform(0.78, 1.12)))
+                      texture=make_texture(seed, family, index), body=shape, size=float(0.8 + 0.3 * spread))
 
 
 def make_individuals(spec: SynthSpec) -> list[Individual]:

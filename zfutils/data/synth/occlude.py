@@ -30,7 +30,7 @@ class Occluder:
 
 def sample_occluder(rng: np.random.Generator) -> Occluder:
     return Occluder(kind=str(rng.choice(KINDS, p=[0.5, 0.3, 0.2])), side=int(rng.integers(4)),
-                    depth=float(rng.uniform(0.12, 0.35)), along=float(rng.uniform(0.2, 0.8)),
+                    depth=float(rng.uniform(0.15, 0.4)), along=float(rng.uniform(0.3, 0.7)),
                     angle=float(rng.uniform(-0.6, 0.6)), seed=int(rng.integers(2**31)))
 
 
@@ -57,10 +57,10 @@ def draw(occ: Occluder, size: int, look: paint.Look, light: float) -> tuple[np.n
     if occ.kind == "fish":
         # another fish whose middle lies beyond the edge, so only its head or tail reaches in
         length = size * rng.uniform(0.6, 0.9)
-        out = length * rng.uniform(0.15, 0.4)
+        out = length * rng.uniform(0.05, 0.3)
         cx, cy = [(-out, occ.along * size), (occ.along * size, -out),
                   (size + out, occ.along * size), (occ.along * size, size + out)][occ.side]
-        cy += (rng.uniform(-0.3, 0.3) * size) if occ.side in (0, 2) else 0
+        cy += (rng.uniform(-0.15, 0.15) * size) if occ.side in (0, 2) else 0
         pose = body.Pose(cx=cx, cy=cy, length=length, angle=occ.angle, flip=bool(rng.random() < 0.5),
                          bend=float(rng.uniform(-0.3, 0.3)))
         layers = paint.paint(px, py, pose, body.sample_shape(rng), _stranger_levels(), look)
@@ -74,8 +74,8 @@ def draw(occ: Occluder, size: int, look: paint.Look, light: float) -> tuple[np.n
         # a leaf blade leaning in from the edge
         tilt = np.tan(occ.angle)
         across = along - tilt * into
-        width = size * rng.uniform(0.04, 0.08) * np.sqrt(np.clip(1 - into / (reach * 1.6), 0, 1))
-        cover = np.clip(width - np.abs(across) + 0.5, 0, 1)
+        width = size * rng.uniform(0.04, 0.08) * np.sqrt(np.clip(1 - into / (reach * 2), 0, 1))
+        cover = np.clip(np.minimum(width - np.abs(across), reach * 2 - into) + 0.5, 0, 1) * (width > 0)
         green = np.array([0.22, 0.42, 0.18]) * rng.uniform(0.7, 1.2)
         vein = 1 - 0.25 * np.exp(-(across / max(size * 0.006, 0.5)) ** 2)
         rgb = green[None, None, :] * (vein * (0.8 + 0.4 * np.clip(1 - np.abs(across) / np.maximum(width, 1e-3), 0, 1)))[..., None]

@@ -6,13 +6,14 @@ array extends past both ends (`U_MAX`, `V_MAX`) so the caudal fin and the anal f
 stripes that continue the body's. Values are in [0, 1], 1 = dark (melanophore stripe or spot).
 
 Stripes come from the labyrinth regime of Gray-Scott, made body-long by anisotropic diffusion
-(faster along `u`) and a horizontally striped starting state whose dark bands sit above and below
-a light midline interstripe, the plan every zebrafish shares. Per-individual noise, wavy and
+(the activator spreads faster along `u`) and a horizontally striped starting state whose dark
+bands sit above and below a light midline interstripe, the plan every zebrafish shares. Per-individual noise, wavy and
 broken starting bands, and small jitter of the rates give the details (breaks, branches, spots,
 wavy edges) that identify an individual. The generator depends only on (seed, family, index).
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,7 @@ class FamilyParams:
 
 
 FAMILIES: dict[str, FamilyParams] = {
-    "stripes": FamilyParams(feed=0.035, kill=0.060, aniso=(1.05, 1.5), striped_start=True),
+    "stripes": FamilyParams(feed=0.035, kill=0.060, aniso=(1.15, 1.45), striped_start=True, threshold=0.13),
     "spots": FamilyParams(feed=0.037, kill=0.065, striped_start=False, steps=3000),
 }
 
@@ -73,16 +74,18 @@ def _start_state(rng: np.random.Generator, shape: tuple[int, int], striped: bool
     if striped:
         vv = np.linspace(0, V_MAX, rows, dtype=np.float32)[:, None]
         uu = np.linspace(0, U_MAX, cols, dtype=np.float32)[None, :]
+        shift = rng.uniform(-0.02, 0.02)
         for centre in STRIPE_CENTRES:
-            wave = rng.uniform(0.005, 0.03) * np.sin(2 * np.pi * (uu * rng.uniform(1.5, 5) + rng.uniform()))
-            drift = rng.uniform(-0.03, 0.03) * uu
-            width = rng.uniform(0.04, 0.06)
+            centre = centre + shift + rng.uniform(-0.025, 0.025)
+            wave = rng.uniform(0.005, 0.04) * np.sin(2 * np.pi * (uu * rng.uniform(1.5, 6) + rng.uniform()))
+            drift = rng.uniform(-0.04, 0.04) * uu
+            width = rng.uniform(0.035, 0.065)
             band = np.exp(-(((vv - (centre + wave + drift)) / width) ** 2)) * np.ones_like(uu)
-            for _ in range(rng.integers(1, 5)):  # individual breaks in the starting band
-                g0 = rng.uniform(0.1, U_MAX)
-                band[:, (uu[0] > g0) & (uu[0] < g0 + rng.uniform(0.03, 0.12))] = 0
+            for _ in range(rng.integers(1, 6)):  # individual breaks in the starting band
+                g0 = rng.uniform(0.05, U_MAX)
+                band[:, (uu[0] > g0) & (uu[0] < g0 + rng.uniform(0.03, 0.15))] = 0
             seed = np.maximum(seed, band)
-        n_spots = rng.integers(3, 12)
+        n_spots = rng.integers(5, 20)
     else:
         n_spots = int(rows * cols / 60)
     for _ in range(n_spots):
@@ -112,7 +115,7 @@ def gray_scott(rng: np.random.Generator, params: FamilyParams, shape: tuple[int,
 def make_texture(seed: int, family: str, index: int, shape: tuple[int, int] = GRID) -> np.ndarray:
     """The texture of individual `index`: float32 (rows over v, cols over u), 1 = dark."""
     params = family_params(family)
-    family_code = sorted(FAMILIES).index(family)
+    family_code = zlib.crc32(family.encode())  # stable when more families are added
     rng = np.random.default_rng([int(seed), family_code, int(index), 0x5EED])
     field = gray_scott(rng, params, shape)
     field = ndimage.zoom(field, UPSAMPLE, order=3)

@@ -39,7 +39,8 @@ def sample_params(rng: np.random.Generator, size: int, session: scene.Session, *
     """Draw one image's settings. `shape`/`size_factor` pin the body (the body shortcut);
     `occlusion` is the chance of an occluder, `noise` and `blur` scale the camera artefacts."""
     px_scale = size / 128
-    length = size * session.zoom * size_factor * rng.uniform(0.58, 0.72)
+    spread = (0.6, 0.74) if shape is None else (0.65, 0.69)   # a pinned body also keeps its size
+    length = size * session.zoom * size_factor * rng.uniform(*spread)
     cx = size * (0.5 + session.drift[0] + rng.normal(0, 0.03))
     cy = size * (0.5 + session.drift[1] + rng.normal(0, 0.04))
     pose = body.Pose(cx=float(cx), cy=float(cy), length=float(length),
@@ -64,7 +65,8 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 def render(levels: list[np.ndarray], params: ImageParams, session: scene.Session,
            backdrop: np.ndarray | None = None, coords: bool = False) -> dict:
     """Compose one image; returns image (uint8), fish/pattern masks, occluded, and (if `coords`)
-    the texture coordinates u, v of every visible patterned pixel (NaN elsewhere)."""
+    the texture coordinates u, v of every visible patterned pixel (NaN elsewhere) and `dark`,
+    how much stripe colour each visible fish pixel received (0 = none, 1 = full stripe)."""
     size = params.size
     img, light = scene.background(session, size, params.offset)
     if backdrop is not None:
@@ -101,5 +103,7 @@ def render(levels: list[np.ndarray], params: ImageParams, session: scene.Session
         v = np.full((size, size), np.nan, np.float32)
         u[rows, cols], v[rows, cols] = layer["u"], layer["v"]
         u[~pattern], v[~pattern] = np.nan, np.nan
-        out["u"], out["v"] = u, v
+        dark = np.zeros((size, size), np.float32)
+        dark[rows, cols] = layer["dark"]
+        out["u"], out["v"], out["dark"] = u, v, np.where(fish, dark, 0)
     return out

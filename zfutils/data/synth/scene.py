@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 #: how far (in fractions of the image) the camera may drift within a session
@@ -55,10 +56,23 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     return field_ / (field_.std() + 1e-6)
 
 
+#: tanks are drawn at this size and resized, so a session looks the same at every image size
+_REFERENCE = 128
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[0] == size:
+        return img
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c])).resize((size, size), Image.BILINEAR))
+             for c in range(img.shape[-1])]
+    return np.stack(chans, axis=-1)
+
+
 def _draw_background(session: Session, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The session's tank at `size` plus a margin for drift, and its light field at `size`."""
-    rng = np.random.default_rng([session.seed, size])
-    full = size + 2 * int(np.ceil(DRIFT * size))
+    ref = _REFERENCE
+    rng = np.random.default_rng(session.seed)
+    full = ref + 2 * int(np.ceil(DRIFT * ref))
     yy, xx = np.mgrid[0:full, 0:full].astype(np.float32) / full
     tilt = rng.uniform(-0.3, 0.3)
     shade = 1 + rng.uniform(0.1, 0.3) * (0.5 - (yy + tilt * (xx - 0.5)))           # lit from above
@@ -80,9 +94,10 @@ def _draw_background(session: Session, size: int) -> tuple[np.ndarray, np.ndarra
     ripple = np.sin(xx * rng.uniform(8, 20) + 3 * np.sin(yy * rng.uniform(5, 12))) * np.sin(yy * rng.uniform(6, 15))
     bg = bg + 0.012 * ripple[..., None]                                             # faint caustics
     hx, hy = rng.uniform(0.2, 0.8, 2)
-    yl, xl = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    yl, xl = np.mgrid[0:ref, 0:ref].astype(np.float32) / ref
     light = 1 + rng.uniform(0.05, 0.2) * np.exp(-((xl - hx) ** 2 + (yl - hy) ** 2) / 0.15) - 0.1 * ((xl - 0.5) ** 2 + (yl - 0.5) ** 2)
-    return np.clip(bg, 0, 1).astype(np.float32), light.astype(np.float32)
+    bg = _resize(np.clip(bg, 0, 1).astype(np.float32), size + 2 * int(np.ceil(DRIFT * size)))
+    return bg, _resize(light.astype(np.float32)[..., None], size)[..., 0]
 
 
 def background(session: Session, size: int, offset: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -96,13 +111,16 @@ def background(session: Session, size: int, offset: tuple[int, int]) -> tuple[np
 
 
 def identity_backdrop(seed: int, index: int, size: int) -> np.ndarray:
-    """Shortcut: a tint and texture of the background that belongs to one identity."""
+    """Shortcut: a tint and texture of the background that belong to one identity.
+
+    Hues step round the colour circle by the golden angle, so any two identities differ."""
     rng = np.random.default_rng([int(seed), int(index), 0xB6])
+    hue = 2 * np.pi * ((index * 0.618034 + rng.uniform(-0.05, 0.05)) % 1)
+    tint = 0.1 * np.cos(hue - np.array([0, 2 * np.pi / 3, 4 * np.pi / 3]))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    tint = rng.uniform(-0.12, 0.12, 3).astype(np.float32)
-    freq, ang = rng.uniform(4, 12), rng.uniform(0, np.pi)
+    freq, ang = 3 + (index * 0.381966 % 1) * 8, rng.uniform(0, np.pi)
     bars = np.sin(2 * np.pi * freq * (xx * np.cos(ang) + yy * np.sin(ang)))
-    return tint[None, None, :] + 0.05 * bars[..., None]
+    return (tint[None, None, :] + 0.05 * bars[..., None]).astype(np.float32)
 
 
 def add_glints(img: np.ndarray, rng: np.random.Generator, where: np.ndarray, count: int, size_px: float) -> None:

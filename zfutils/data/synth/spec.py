@@ -1,6 +1,7 @@
 """What synthetic data set to make: one frozen, validated spec that is stored with the data."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 from .pattern import FAMILIES
@@ -41,8 +42,9 @@ class SynthSpec:
         ints = ("individuals", "per_individual", "sessions", "image_size", "seed")
         for name in ints:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise ValueError(f"SynthSpec.{name} must be an integer, got {value!r}")
+            object.__setattr__(self, name, int(value))  # numpy integers become plain ints (JSON)
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"SynthSpec.{name} = {getattr(self, name)!r} is invalid; it must be {allowed}")
