@@ -59,8 +59,9 @@ def sample_grid(data: StoredDataset, n: int = 12, seed: int = 0, with_masks: boo
     return fig
 
 
-def class_balance(meta: pd.DataFrame, column: str = "split"):
-    """Images per individual, stacked by task/split: shows imbalance and what each split holds."""
+def class_balance(meta: pd.DataFrame, column: str = "split", rule: str | None = None):
+    """Images per individual, stacked by task/split: shows imbalance and what each split holds.
+    `rule` names the classification split rule in the title (default: the column's name)."""
     table = (meta.assign(part=np.where(meta["task"] == "inpaint", "inpaint:" + meta["split_inpaint"].astype(str),
                                        "classify:" + meta[column].astype(str)))
              .groupby(["identity", "part"]).size().unstack(fill_value=0))
@@ -69,6 +70,6 @@ def class_balance(meta: pd.DataFrame, column: str = "split"):
     ax.set_xlabel("individual")
     ax.set_ylabel("images")
     ax.legend(fontsize=7, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
-    ax.set_title(f"images per individual (classification split: {column})", fontsize=9)
+    ax.set_title(f"images per individual (classification split: {rule or column.removeprefix('split_')})", fontsize=9)
     fig.tight_layout()
     return fig
