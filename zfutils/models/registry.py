@@ -1,0 +1,91 @@
+"""The backbone registry: every stage asks it, by name, for what it needs about a backbone.
+
+Each backbone module (zfutils/models/<name>.py) builds one `Backbone` and registers it. Stages
+never branch on a backbone's name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class InpaintResult:
+    """What a generator produced, in [0, 1]: `stages` (DeepFillV2: coarse then fine; others one),
+    `output` (the last stage) and `composite` (known pixels kept, holes filled), plus any
+    backbone-specific extras (EdgeConnect: the edge map)."""
+    stages: list[Tensor]
+    output: Tensor
+    composite: Tensor
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """Everything a stage needs about one backbone.
+
+    - `build_generator(*, width=1.0, blocks=None)` / `build_discriminator(*, width=1.0)`: the
+      networks, at official size by default; `width` scales channels, `blocks` the middle blocks,
+      and parameter names stay the official ones.
+    - `load_pretrained(path, *, trust_pickle=False)`: {"generator": state_dict, "discriminator":
+      state_dict or None} from the official file format.
+    - `inpaint(generator, image, mask)`: InpaintResult, images in [0, 1], mask 1 = hole; the
+      backbone's input convention (value range, how the mask enters) lives here.
+    - `discriminate(discriminator, image, mask)`: (logits, intermediate features).
+    - `encoder_input(image, mask)`: the tensor the isolated encoder reads.
+    - `encoder(generator)`: a module mapping that tensor to a feature map (NCHW).
+    - `cam_layer(generator)`: the Grad-CAM target layer.
+    - `embed_dim(width)`: channels of the encoder's feature map.
+    """
+    name: str
+    family: str
+    build_generator: Callable[..., nn.Module]
+    build_discriminator: Callable[..., nn.Module] | None
+    load_pretrained: Callable[..., dict]
+    inpaint: Callable[[nn.Module, Tensor, Tensor], InpaintResult] | None
+    discriminate: Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, list[Tensor]]] | None
+    encoder_input: Callable[[Tensor, Tensor], Tensor]
+    encoder: Callable[[nn.Module], nn.Module]
+    cam_layer: Callable[[nn.Module], nn.Module]
+    embed_dim: Callable[[float], int]
+    checkpoint_hint: str = ""
+
+
+BACKBONES: dict[str, Backbone] = {}
+
+
+def register(backbone: Backbone) -> Backbone:
+    if backbone.name in BACKBONES:
+        raise ValueError(f"backbone '{backbone.name}' is registered twice")
+    BACKBONES[backbone.name] = backbone
+    return backbone
+
+
+def get(name: str) -> Backbone:
+    """The registered backbone `name`; an unknown name lists the known ones."""
+    from zfutils import models  # noqa: F401  (importing the package registers every backbone)
+
+    if name not in BACKBONES:
+        raise KeyError(f"unknown backbone '{name}'; known backbones: {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name]
+
+
+def build_generator(name: str, **scale) -> nn.Module:
+    return get(name).build_generator(**scale)
+
+
+def build_discriminator(name: str, **scale) -> nn.Module:
+    backbone = get(name)
+    if backbone.build_discriminator is None:
+        raise ValueError(f"backbone '{name}' has no discriminator (it is a {backbone.family} model)")
+    return backbone.build_discriminator(**scale)
+
+
+def load_pretrained(name: str, path: str | Path, **kwargs) -> dict:
+    return get(name).load_pretrained(path, **kwargs)
