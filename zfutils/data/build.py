@@ -112,3 +112,19 @@ def summarize(data: StoredDataset) -> dict:
         "tasks": meta["task"].value_counts().to_dict(),
         "splits": {c: meta.loc[meta[c] != "", c].value_counts().to_dict() for c in split_cols},
     }
+
+
+def load_prepared(cfg: dict) -> StoredDataset:
+    """The data set stage 01 prepared for this preset and source, with its splits."""
+    root = paths.data_dir(cfg["preset"], cfg["data"]["source"])
+    try:
+        data = read_dataset(root)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no prepared data set at {root}; run stage 01 first: python -m zfutils.pipeline "
+                                f"--preset {cfg['preset']} --stages 01") from None
+    if "split" not in data.meta.columns:
+        raise ValueError(f"{root} has no split columns; run stage 01 again")
+    if data.info.get("build_key") != build_key(cfg):
+        raise ValueError(f"the data set at {root} was built with other data settings than this run's; "
+                         f"run stage 01 again for preset {cfg['preset']}")
+    return data

@@ -1,4 +1,6 @@
-"""Backbones: the four inpainting models and the classification baselines, behind one registry."""
+"""Backbones: the four inpainting models and the classification baselines, behind one registry.
+Importing this package registers every backbone module listed here."""
 from zfutils.models.registry import (  # noqa: F401
     BACKBONES, Backbone, InpaintResult, build_discriminator, build_generator, get, load_pretrained, register,
 )
+from zfutils.models import aotgan  # noqa: F401,E402

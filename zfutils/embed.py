@@ -1,0 +1,45 @@
+"""Embeddings from an isolated encoder: the encoder reads the image with an all-zero mask in the
+backbone's own convention (as the study), and its feature map is average-pooled to one vector
+per image. Saved with ids and labels for the clustering stage."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from zfutils.models.registry import Backbone
+
+
+@torch.no_grad()
+def embed(backbone: Backbone, generator: nn.Module, data, batch_size: int = 32, device: str = "cpu") -> np.ndarray:
+    """N x D float32 embeddings of the images of `data` (a ClassificationSet or similar)."""
+    encoder = backbone.encoder(generator).eval().to(device)
+    out = []
+    for batch in tqdm(DataLoader(data, batch_size=batch_size, shuffle=False), desc=f"embed {backbone.name}", leave=False):
+        image = batch["image"].to(device)
+        features = encoder(backbone.encoder_input(image, torch.zeros_like(image[:, :1])))
+        out.append(features.mean(dim=(2, 3)).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, backbone.embed_dim(1.0)), np.float32)
+
+
+def save_embeddings(path: Path, embeddings: np.ndarray, data, **info) -> Path:
+    """embeddings.npz: `embeddings`, `image_id`, `identity`, `label` (index into `classes`), `classes`."""
+    rows = data.rows
+    np.savez_compressed(path, embeddings=embeddings, image_id=rows["image_id"].to_numpy(str),
+                        identity=rows["identity"].to_numpy(str),
+                        label=np.array([data.class_index[i] for i in rows["identity"]], dtype=np.int64),
+                        classes=np.array(data.classes, dtype=str), **{k: np.asarray(v) for k, v in info.items()})
+    return Path(path)
+
+
+def load_embeddings(path: Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run the stage that writes it (02 for inpainting-only "
+                                "embeddings, 03 for refined ones) first")
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}

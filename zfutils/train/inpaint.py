@@ -1,0 +1,196 @@
+"""Fine-tuning an inpainting generator and its discriminator (stage 02).
+
+Per epoch: shuffled training batches (order seeded by seed and epoch, so a resumed run sees the
+batches an uninterrupted one would), a validation generator loss (the study picks the checkpoint
+with the lowest one, its Table 3), `last.pt` for resuming and `best.pt` for later stages. A NaN or
+infinite loss stops the run with a clear message and leaves the last good checkpoint in place.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+from tqdm.auto import tqdm
+
+from zfutils import metrics
+from zfutils.models.registry import Backbone
+from zfutils.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from zfutils.train.recipe import LossRecipe
+from zfutils.train.runlog import JsonLinesLog
+
+log = logging.getLogger("zfutils.train")
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+@dataclass
+class InpaintTrainer:
+    backbone: Backbone
+    generator: nn.Module
+    discriminator: nn.Module
+    recipe: LossRecipe
+    run_dir: Path
+    epochs: int
+    batch_size: int
+    lr_g: float
+    lr_d: float
+    betas: tuple[float, float]
+    seed: int = 0
+    stamp: str = ""                 # identifies the config: a checkpoint of another config is not resumed
+    max_batches: int | None = None  # cap on training batches per epoch (smoke)
+    val_every: int = 0              # extra validations every K iterations (0: once per epoch)
+    device: str = "cpu"
+    state: dict = field(default_factory=lambda: {"epoch": 0, "iteration": 0, "best_val": math.inf,
+                                                 "best_iteration": None, "best_epoch": None})
+
+    def __post_init__(self):
+        self.run_dir = Path(self.run_dir)
+        self.generator.to(self.device)
+        self.discriminator.to(self.device)
+        self.recipe.to(self.device)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=tuple(self.betas))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=tuple(self.betas))
+        self.log = JsonLinesLog(self.run_dir / "train_log.jsonl")
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "best.pt"
+
+    # --- steps ---------------------------------------------------------------------------
+    def _batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch["image"].to(self.device), batch["mask"].to(self.device)
+
+    def train_step(self, batch: dict) -> dict:
+        """One discriminator update on the current fakes, then one generator update judged by the
+        updated discriminator; returns the loss terms."""
+        image, mask = self._batch(batch)
+        self.generator.train()
+        self.discriminator.train()
+        result = self.backbone.inpaint(self.generator, image, mask)
+        d_total, d_terms = self.recipe.discriminator_loss(self.backbone, self.discriminator, image, mask, result)
+        self._check_finite({"discriminator": d_total, **d_terms})
+        self.opt_d.zero_grad(set_to_none=True)
+        d_total.backward()
+        self.opt_d.step()
+        g_total, g_terms, _ = self.recipe.generator_loss(self.backbone, self.generator, self.discriminator,
+                                                         image, mask, result=result)
+        self._check_finite({"generator": g_total, **g_terms})
+        self.opt_g.zero_grad(set_to_none=True)
+        g_total.backward()
+        self.opt_g.step()
+        self.state["iteration"] += 1
+        return {"g_loss": float(g_total.detach()), "d_loss": float(d_total.detach()), **g_terms, **d_terms}
+
+    def _check_finite(self, values: dict) -> None:
+        values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in values.items()}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:
+            where = self.last_path if self.last_path.exists() else "none yet"
+            raise NonFiniteLoss(
+                f"loss became non-finite at iteration {self.state['iteration'] + 1} ({bad}); training stopped. "
+                f"The last good checkpoint is kept ({where}). Lower the learning rates (inpaint.lr_g, inpaint.lr_d) "
+                "or check the input images.")
+
+    @torch.no_grad()
+    def validate(self, data) -> float:
+        """Mean generator loss (the weighted sum of its terms) on `data`, without updates."""
+        self.generator.eval()
+        self.discriminator.eval()
+        total, n = 0.0, 0
+        for batch in DataLoader(data, batch_size=self.batch_size, shuffle=False):
+            image, mask = self._batch(batch)
+            loss, _, _ = self.recipe.generator_loss(self.backbone, self.generator, self.discriminator, image, mask)
+            total += float(loss) * len(image)
+            n += len(image)
+        return total / max(n, 1)
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def _payload(self) -> dict:
+        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "state": dict(self.state),
+                "rng": rng_state(), "stamp": self.stamp, "backbone": self.backbone.name,
+                "loss_terms": self.recipe.terms()}
+
+    def resume(self) -> bool:
+        """Continue from last.pt when it belongs to this config; returns whether it did."""
+        if not self.last_path.is_file():
+            return False
+        ckpt = load_checkpoint(self.last_path)
+        if ckpt.get("stamp") != self.stamp:
+            log.info("ignoring %s: it was written for another configuration", self.last_path)
+            return False
+        self.generator.load_state_dict(ckpt["generator"])
+        self.discriminator.load_state_dict(ckpt["discriminator"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.state = dict(ckpt["state"])
+        set_rng_state(ckpt["rng"])
+        self.log.truncate_after(self.state["iteration"])
+        log.info("resumed from %s at epoch %d, iteration %d", self.last_path, self.state["epoch"], self.state["iteration"])
+        return True
+
+    def _maybe_best(self, val_loss: float) -> None:
+        if val_loss < self.state["best_val"]:
+            self.state.update(best_val=val_loss, best_iteration=self.state["iteration"], best_epoch=self.state["epoch"])
+            save_atomic(self._payload(), self.best_path)
+
+    # --- the loop ------------------------------------------------------------------------
+    def fit(self, train_set, val_set) -> dict:
+        """Train for the remaining epochs; returns the Table 3 facts."""
+        if not self.resume():
+            self.log.path.unlink(missing_ok=True)
+        self.generator.to(self.device)
+        while self.state["epoch"] < self.epochs:
+            epoch = self.state["epoch"] + 1
+            order = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            loader = DataLoader(train_set, batch_size=self.batch_size, sampler=RandomSampler(train_set, generator=order),
+                                drop_last=len(train_set) > self.batch_size)
+            n_batches = min(len(loader), self.max_batches or len(loader))
+            bar = tqdm(loader, total=n_batches, desc=f"{self.backbone.name} epoch {epoch}/{self.epochs}", leave=False)
+            for k, batch in enumerate(bar):
+                if k >= n_batches:
+                    break
+                terms = self.train_step(batch)
+                self.log.write(kind="train", epoch=epoch, iteration=self.state["iteration"], **terms)
+                bar.set_postfix(g=f"{terms['g_loss']:.3f}", d=f"{terms['d_loss']:.3f}")
+                if self.val_every and self.state["iteration"] % self.val_every == 0:
+                    val = self.validate(val_set)
+                    self.log.write(kind="val", epoch=epoch, iteration=self.state["iteration"], val_g_loss=val)
+                    self._maybe_best(val)
+            self.state["epoch"] = epoch
+            val = self.validate(val_set)
+            self.log.write(kind="val", epoch=epoch, iteration=self.state["iteration"], val_g_loss=val)
+            self._maybe_best(val)
+            save_atomic(self._payload(), self.last_path)
+        return {"best_val_g_loss": self.state["best_val"], "best_iteration": self.state["best_iteration"],
+                "best_epoch": self.state["best_epoch"], "iterations": self.state["iteration"],
+                "epochs": self.state["epoch"], "batch_size": self.batch_size}
+
+    def load_best(self) -> nn.Module:
+        self.generator.load_state_dict(load_checkpoint(self.best_path)["generator"])
+        return self.generator.eval()
+
+
+@torch.no_grad()
+def evaluate_inpainting(backbone: Backbone, generator: nn.Module, data, batch_size: int = 8, device: str = "cpu") -> dict:
+    """L1, PSNR and SSIM of the composite on the hole pixels of `data`, averaged over images."""
+    generator.eval()
+    values = {"l1": [], "psnr": [], "ssim": []}
+    for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
+        image, mask = batch["image"].to(device), batch["mask"].to(device)
+        out = backbone.inpaint(generator, image, mask).composite.clamp(0, 1)
+        values["l1"].append(metrics.masked_l1(out, image, mask))
+        values["psnr"].append(metrics.masked_psnr(out, image, mask))
+        values["ssim"].append(metrics.masked_ssim(out, image, mask))
+    return {f"test_{k}": float(torch.cat(v).nanmean()) if v else float("nan") for k, v in values.items()}

@@ -1,0 +1,114 @@
+"""A backbone's inpainting loss recipe: which terms, with which weights, from `cfg['inpaint']`
+(defaults.yaml < preset < params/backbones/<name>.yaml, where each original's weights live).
+
+Generator loss = l1 + adversarial + feature matching + perceptual + style; discriminator loss =
+adversarial (+ R1). Terms that need pretrained networks (VGG19) are used when their weights are
+found; when they are missing, `missing_weights: error` stops with a message that says where to put
+the file, and `missing_weights: drop` (smoke, quick) drops the terms and records that it did.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from zfutils import losses
+from zfutils.models.registry import Backbone, InpaintResult
+from zfutils.pretrained import VGG19_FILE, VGG19Features, find_weights
+
+
+@dataclass
+class LossRecipe:
+    cfg: dict
+    vgg: VGG19Features | None = None
+    dropped: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "LossRecipe":
+        recipe = cls(cfg=cfg)
+        needs_vgg = cfg["perceptual"]["weight"] > 0 or cfg["style"]["weight"] > 0
+        if needs_vgg:
+            try:
+                path = find_weights(cfg["vgg19_weights"], VGG19_FILE, what="VGG19 ImageNet",
+                                    param="inpaint.vgg19_weights",
+                                    without="or run without the perceptual and style terms "
+                                            "(inpaint.missing_weights: drop, or their weights 0)")
+                layers = tuple(dict.fromkeys(cfg["perceptual"]["layers"] + cfg["style"]["layers"]))
+                recipe.vgg = VGG19Features(path, layers=layers)
+            except FileNotFoundError:
+                if cfg["missing_weights"] != "drop":
+                    raise
+                recipe.dropped += ["perceptual", "style"]
+        if cfg["resnet_perceptual"] > 0:
+            if cfg["missing_weights"] != "drop":
+                raise FileNotFoundError(
+                    "LaMa's ResNet perceptual loss (ADE20k ResNet50-dilated) is not available in this version; "
+                    "set inpaint.resnet_perceptual: 0 or inpaint.missing_weights: drop")
+            recipe.dropped.append("resnet_perceptual")
+        return recipe
+
+    def terms(self) -> dict[str, float]:
+        """The weight of every term as used (0 for dropped ones): the run record's `loss_terms`."""
+        c = self.cfg
+        used = {"l1": c["l1"]["weight"], "adversarial": c["adversarial"]["weight"],
+                "feature_matching": c["feature_matching"], "perceptual": c["perceptual"]["weight"],
+                "style": c["style"]["weight"], "r1": c["r1"], "resnet_perceptual": c["resnet_perceptual"]}
+        return {k: (0.0 if k in self.dropped else float(v)) for k, v in used.items()}
+
+    def to(self, device) -> "LossRecipe":
+        if self.vgg is not None:
+            self.vgg.to(device)
+        return self
+
+    def generator_loss(self, backbone: Backbone, generator: nn.Module, discriminator: nn.Module,
+                       image: torch.Tensor, mask: torch.Tensor,
+                       result: InpaintResult | None = None) -> tuple[torch.Tensor, dict, InpaintResult]:
+        """The weighted generator loss; pass `result` to reuse a forward pass already made."""
+        c, w = self.cfg, self.terms()
+        result = result if result is not None else backbone.inpaint(generator, image, mask)
+        parts: dict[str, torch.Tensor] = {}
+        stages = result.stages if c["l1"]["stages"] == "all" else [result.output]
+        parts["l1"] = w["l1"] * sum(losses.weighted_l1(s, image, mask, hole=c["l1"]["hole"], known=c["l1"]["known"],
+                                                        per_mask_mean=c["l1"]["per_mask_mean"]) for s in stages)
+        if w["adversarial"] or w["feature_matching"]:
+            judged = result.composite if c["adversarial"]["judge"] == "composite" else result.output
+            fake, fake_feats = backbone.discriminate(discriminator, judged, mask)
+            kind = c["adversarial"]["kind"]
+            g_loss = losses.ADVERSARIAL[kind][1]
+            parts["adversarial"] = w["adversarial"] * (g_loss(fake, mask) if kind == "smgan" else g_loss(fake))
+            if w["feature_matching"]:
+                with torch.no_grad():
+                    _, real_feats = backbone.discriminate(discriminator, image, mask)
+                parts["feature_matching"] = w["feature_matching"] * losses.feature_matching(real_feats, fake_feats)
+        if self.vgg is not None and (w["perceptual"] or w["style"]):
+            out_f, tgt_f = self.vgg(result.output), self.vgg(image)
+            if w["perceptual"]:
+                layers = c["perceptual"]["layers"]
+                parts["perceptual"] = w["perceptual"] * losses.perceptual([out_f[l] for l in layers], [tgt_f[l] for l in layers])
+            if w["style"]:
+                layers = c["style"]["layers"]
+                parts["style"] = w["style"] * losses.style([out_f[l] for l in layers], [tgt_f[l] for l in layers])
+        total = sum(parts.values())
+        return total, {k: float(v.detach()) for k, v in parts.items()}, result
+
+    def discriminator_loss(self, backbone: Backbone, discriminator: nn.Module, image: torch.Tensor,
+                           mask: torch.Tensor, result: InpaintResult) -> tuple[torch.Tensor, dict]:
+        c, w = self.cfg, self.terms()
+        judged = (result.composite if c["adversarial"]["judge"] == "composite" else result.output).detach()
+        real_image = image.detach().requires_grad_(w["r1"] > 0)
+        real, _ = backbone.discriminate(discriminator, real_image, mask)
+        fake, _ = backbone.discriminate(discriminator, judged, mask)
+        kind = c["adversarial"]["kind"]
+        d_loss = losses.ADVERSARIAL[kind][0]
+        if kind == "smgan":
+            adv = d_loss(real, fake, mask)
+        elif kind == "nsgan" and c["adversarial"]["mask_as_fake_target"]:
+            adv = d_loss(real, fake, mask)
+        else:
+            adv = d_loss(real, fake)
+        parts = {"d_adversarial": adv}  # unweighted: the originals weight only the generator's side
+        if w["r1"]:
+            parts["d_r1"] = w["r1"] * losses.r1_penalty(real, real_image)
+        total = sum(parts.values())
+        return total, {k: float(v.detach()) for k, v in parts.items()}
