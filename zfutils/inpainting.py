@@ -24,11 +24,15 @@ def build_models(cfg: dict) -> tuple[Backbone, nn.Module, nn.Module, dict]:
     """Generator and discriminator at the configured scale, with official weights if given."""
     backbone = get(cfg["backbone"]["name"])
     scale = cfg["model"]
-    generator = backbone.build_generator(width=scale["width"], blocks=scale["blocks"])
-    discriminator = backbone.build_discriminator(width=scale["width"])
-    init = {"generator": "random", "discriminator": "random", "pretrained": scale["pretrained"]}
+    states, variant = None, {}
     if scale["pretrained"]:
         states = backbone.load_pretrained(scale["pretrained"], trust_pickle=scale["trust_pickle"])
+        # anything beside the two state_dicts says how to build the networks (DeepFillV2: which release)
+        variant = {k: v for k, v in states.items() if k not in ("generator", "discriminator")}
+    generator = backbone.build_generator(width=scale["width"], blocks=scale["blocks"], **variant)
+    discriminator = backbone.build_discriminator(width=scale["width"], **variant)
+    init = {"generator": "random", "discriminator": "random", "pretrained": scale["pretrained"], **variant}
+    if states is not None:
         checkpoints.load_strict(generator, states["generator"], source=f"{scale['pretrained']} (generator)")
         init["generator"] = "pretrained"
         if states.get("discriminator") is not None:
@@ -60,7 +64,8 @@ def finetune(stage: Stage, data: StoredDataset) -> dict:
     trainer = InpaintTrainer(backbone=backbone, generator=generator, discriminator=discriminator, recipe=recipe,
                              run_dir=stage.dir, epochs=ic["epochs"], batch_size=ic["batch_size"], lr_g=ic["lr_g"],
                              lr_d=ic["lr_d"], betas=tuple(ic["betas"]), seed=cfg["seed"], stamp=_stamp(cfg),
-                             max_batches=ic["max_batches"], val_every=ic["val_every"], device=device)
+                             max_batches=ic["max_batches"], val_every=ic["val_every"], grad_clip=ic["grad_clip"],
+                             device=device)
     flips = cfg["split"]["inpaint_flips"]
     table3 = trainer.fit(InpaintingSet(data, "train", flips), InpaintingSet(data, "val", flips))
     best = trainer.load_best()

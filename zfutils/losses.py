@@ -91,11 +91,13 @@ def resize_mask(mask: Tensor, size) -> Tensor:
     return F.interpolate(mask, size=tuple(size), mode="area" if mask.shape[-1] >= size[-1] else "bilinear")
 
 
-def feature_matching(real_feats: list[Tensor], fake_feats: list[Tensor]) -> Tensor:
-    """L1 between discriminator features of real and fake images (real ones detached)."""
+def feature_matching(real_feats: list[Tensor], fake_feats: list[Tensor], distance: str = "l1") -> Tensor:
+    """Mean over layers of the L1 (EdgeConnect) or squared (LaMa, `distance="l2"`) distance between
+    discriminator features of real and fake images (real ones detached)."""
     if not real_feats:
         return fake_feats[0].new_zeros(()) if fake_feats else torch.zeros(())
-    return sum(F.l1_loss(f, r.detach()) for r, f in zip(real_feats, fake_feats)) / len(real_feats)
+    dist = {"l1": F.l1_loss, "l2": F.mse_loss}[distance]
+    return sum(dist(f, r.detach()) for r, f in zip(real_feats, fake_feats)) / len(real_feats)
 
 
 def r1_penalty(real_logits: Tensor, real_images: Tensor) -> Tensor:

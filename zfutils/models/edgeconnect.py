@@ -116,7 +116,7 @@ def discriminate_edges(discriminator: EdgeConnectDiscriminator, gray: torch.Tens
 
 def encoder_input(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """cat([image*(1-m)+m, Canny edges of the whole image]): the inpainting generator's own input."""
-    return inpaint_input(image, canny_edges(image) * (1 - mask), mask)
+    return inpaint_input(image, canny_edges(image), mask)
 
 
 def encoder(generator: EdgeConnectGenerator) -> torch.nn.Module:

@@ -46,6 +46,7 @@ class InpaintTrainer:
     stamp: str = ""                 # identifies the config: a checkpoint of another config is not resumed
     max_batches: int | None = None  # cap on training batches per epoch (smoke)
     val_every: int = 0              # extra validations every K iterations (0: once per epoch)
+    grad_clip: float | None = None  # max gradient norm of the generator (LaMa clips at 1)
     device: str = "cpu"
     state: dict = field(default_factory=lambda: {"epoch": 0, "iteration": 0, "best_val": math.inf,
                                                  "best_iteration": None, "best_epoch": None})
@@ -88,6 +89,8 @@ class InpaintTrainer:
         self._check_finite({"generator": g_total, **g_terms})
         self.opt_g.zero_grad(set_to_none=True)
         g_total.backward()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.grad_clip)
         self.opt_g.step()
         self.state["iteration"] += 1
         return {"g_loss": float(g_total.detach()), "d_loss": float(d_total.detach()), **g_terms, **d_terms}

@@ -52,7 +52,7 @@ class LossRecipe:
         """The weight of every term as used (0 for dropped ones): the run record's `loss_terms`."""
         c = self.cfg
         used = {"l1": c["l1"]["weight"], "adversarial": c["adversarial"]["weight"],
-                "feature_matching": c["feature_matching"], "perceptual": c["perceptual"]["weight"],
+                "feature_matching": c["feature_matching"]["weight"], "perceptual": c["perceptual"]["weight"],
                 "style": c["style"]["weight"], "r1": c["r1"], "resnet_perceptual": c["resnet_perceptual"]}
         return {k: (0.0 if k in self.dropped else float(v)) for k, v in used.items()}
 
@@ -80,7 +80,8 @@ class LossRecipe:
             if w["feature_matching"]:
                 with torch.no_grad():
                     _, real_feats = backbone.discriminate(discriminator, image, mask)
-                parts["feature_matching"] = w["feature_matching"] * losses.feature_matching(real_feats, fake_feats)
+                parts["feature_matching"] = w["feature_matching"] * losses.feature_matching(real_feats, fake_feats,
+                                                                                             c["feature_matching"]["distance"])
         if self.vgg is not None and (w["perceptual"] or w["style"]):
             out_f, tgt_f = self.vgg(result.output), self.vgg(image)
             if w["perceptual"]:
@@ -107,7 +108,7 @@ class LossRecipe:
             adv = d_loss(real, fake, mask)
         else:
             adv = d_loss(real, fake)
-        parts = {"d_adversarial": adv}  # unweighted: the originals weight only the generator's side
+        parts = {"d_adversarial": c["adversarial"]["d_weight"] * adv}  # the originals do not apply `weight` here
         if w["r1"]:
             parts["d_r1"] = w["r1"] * losses.r1_penalty(real, real_image)
         total = sum(parts.values())
