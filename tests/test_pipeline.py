@@ -8,9 +8,11 @@ import pytest
 from zfutils import paths, pipeline
 
 
-def _notebook(path, body, per_backbone):
+def _notebook(path, body, per_backbone, families=None):
     params = 'preset = "smoke"\noverrides = "{}"' + ('\nbackbone = "none"' if per_backbone else "")
     nb = nbformat.v4.new_notebook()
+    if families:
+        nb.metadata["zfutils"] = {"families": families}
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
                 nbformat.v4.new_code_cell(body)]
@@ -35,6 +37,10 @@ def stand_ins(tmp_path, monkeypatch):
               "from zfutils import paths\n"
               "d = paths.stage_dir(preset, '03_after', backbone); d.mkdir(parents=True, exist_ok=True)\n"
               "(d / 'metrics.json').write_text('{}')", per_backbone=True)
+    _notebook(nbs / "04_inpainting_only.ipynb", "import json\n"
+              "from zfutils import paths\n"
+              "d = paths.stage_dir(preset, '04_inpainting_only', backbone); d.mkdir(parents=True, exist_ok=True)\n"
+              "(d / 'metrics.json').write_text('{}')", per_backbone=True, families=["inpainting"])
     return nbs
 
 
@@ -44,34 +50,42 @@ def _statuses(jobs):
 
 def test_discover_stages_reads_per_backbone_from_parameters(stand_ins):
     stages = pipeline.discover_stages(stand_ins)
-    assert [(s.name, s.per_backbone) for s in stages] == [("01_shared", False), ("02_each", True), ("03_after", True)]
+    assert [(s.name, s.per_backbone) for s in stages] == [("01_shared", False), ("02_each", True), ("03_after", True),
+                                                          ("04_inpainting_only", True)]
+    assert stages[-1].families == ("inpainting",) and stages[0].families is None
     assert [s.name for s in pipeline.select(stages, ["03", "01_shared"])] == ["01_shared", "03_after"]
     with pytest.raises(Exception, match="unknown stage '09'"):
         pipeline.select(stages, ["09"])
 
 
 def test_run_order_failures_skips_and_reruns(stand_ins):
-    jobs = pipeline.run("smoke", ["aotgan", "lama"], notebooks_dir=stand_ins)
+    jobs = pipeline.run("smoke", ["aotgan", "lama", "efficientnet"], stage_names=["01", "02", "03"],
+                        notebooks_dir=stand_ins)
     assert _statuses(jobs) == {("01_shared", None): "done", ("02_each", "aotgan"): "done",
-                               ("02_each", "lama"): "failed", ("03_after", "aotgan"): "done",
-                               ("03_after", "lama"): "blocked"}
+                               ("02_each", "lama"): "failed", ("02_each", "efficientnet"): "done",
+                               ("03_after", "aotgan"): "done", ("03_after", "lama"): "blocked",
+                               ("03_after", "efficientnet"): "done"}
+    only = pipeline.run("smoke", ["aotgan", "efficientnet"], stage_names=["04"], notebooks_dir=stand_ins)
+    assert _statuses(only) == {("04_inpainting_only", "aotgan"): "done", ("04_inpainting_only", "efficientnet"): "n/a"}
     assert "lama is broken" in next(j.message for j in jobs if j.status == "failed")
     run_dir = paths.stage_dir("smoke", "02_each", "aotgan")
     assert (run_dir / "02_each.ipynb").is_file() and json.loads((run_dir / "metrics.json").read_text()) == {"backbone": "aotgan"}
     assert "failed" in pipeline.summary(jobs, "smoke")
 
-    again = pipeline.run("smoke", ["aotgan"], notebooks_dir=stand_ins)
+    again = pipeline.run("smoke", ["aotgan"], stage_names=["01", "02", "03"], notebooks_dir=stand_ins)
     assert set(_statuses(again).values()) == {"skipped"}
 
     # a changed parameter reruns everything that depends on it
-    changed = pipeline.run("smoke", ["aotgan"], overrides={"seed": 1}, notebooks_dir=stand_ins)
+    changed = pipeline.run("smoke", ["aotgan"], stage_names=["01", "02", "03"], overrides={"seed": 1},
+                           notebooks_dir=stand_ins)
     assert set(_statuses(changed).values()) == {"done"}
 
     # a changed upstream notebook reruns the stages after it
     nb = nbformat.read(stand_ins / "01_shared.ipynb", as_version=4)
     nb.cells[1].source += "\n# edited"
     nbformat.write(nb, stand_ins / "01_shared.ipynb")
-    rerun = pipeline.run("smoke", ["aotgan"], overrides={"seed": 1}, notebooks_dir=stand_ins)
+    rerun = pipeline.run("smoke", ["aotgan"], stage_names=["01", "02", "03"], overrides={"seed": 1},
+                         notebooks_dir=stand_ins)
     assert set(_statuses(rerun).values()) == {"done"}
 
 
@@ -91,10 +105,19 @@ def test_main_exit_codes_and_summary(stand_ins, monkeypatch, capsys):
     assert "unknown preset 'nope'" in capsys.readouterr().err
 
 
-def test_smoke_pipeline_runs_the_real_data_stage(tmp_path, monkeypatch):
+def test_smoke_pipeline_runs_the_real_stages_for_the_four_inpainting_backbones(tmp_path, monkeypatch):
     monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
-    jobs = pipeline.run("smoke", ["aotgan"], overrides={"data.synth.per_individual": 12, "data.synth.sessions": 3})
+    four = ["aotgan", "deepfillv2", "edgeconnect", "lama"]
+    jobs = pipeline.run("smoke", four, stage_names=["01", "02"],
+                        overrides={"data.synth.per_individual": 12, "data.synth.sessions": 3})
     assert all(j.status == "done" for j in jobs), [(j.label, j.message) for j in jobs]
+    for backbone in four:
+        run_dir = paths.stage_dir("smoke", "02_inpaint_patterns", backbone)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["init"]["generator"] == "random" and metrics["table3"]["iterations"] > 0
+        assert set(metrics["test"]) == {"test_l1", "test_psnr", "test_ssim"}
+        assert (run_dir / "embeddings.npz").is_file() and (run_dir / "checkpoints" / "best.pt").is_file()
+        assert (paths.figures_dir("smoke") / f"{backbone}_02_inpaint_patterns_examples.png").is_file()
     run_dir = paths.stage_dir("smoke", "01_prepare_dataset")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_images"] == 6 * 12 and metrics["n_identities"] == 6 and metrics["image_size"] == 64

@@ -4,7 +4,10 @@ backbone, in order.
 `python -m zfutils.pipeline --preset quick [--backbones a,b] [--stages s,t] [--set key=value ...]`
 
 Stages are the notebooks `notebooks/NN_name.ipynb`; a stage is per backbone when its
-`parameters` cell has a `backbone` parameter. Nothing here knows which stages exist.
+`parameters` cell has a `backbone` parameter, and a notebook whose metadata lists
+`zfutils.families` runs only for backbones of those families (params/backbones/<name>.yaml,
+`backbone.family`; e.g. inpainting fine-tuning has nothing to do for a classification baseline).
+Nothing here knows which stages exist.
 A stage is skipped when its outputs exist and a stamp of its resolved config, its notebook and
 the stamps of the stages before it is unchanged. A failing backbone does not stop the others.
 """
@@ -29,13 +32,14 @@ class StageNotebook:
     name: str
     path: Path
     per_backbone: bool
+    families: tuple[str, ...] | None = None  # None: every backbone family
 
 
 @dataclass
 class Job:
     stage: StageNotebook
     backbone: str | None
-    status: str = "pending"   # pending | done | skipped | failed | blocked
+    status: str = "pending"   # pending | done | skipped | failed | blocked | n/a
     seconds: float = 0.0
     message: str = ""
 
@@ -52,7 +56,9 @@ def discover_stages(notebooks_dir: Path | None = None) -> list[StageNotebook]:
     stages = []
     for path in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
         params = papermill.inspect_notebook(str(path))
-        stages.append(StageNotebook(path.stem, path, per_backbone="backbone" in params))
+        families = json.loads(path.read_text()).get("metadata", {}).get("zfutils", {}).get("families")
+        stages.append(StageNotebook(path.stem, path, per_backbone="backbone" in params,
+                                    families=tuple(families) if families else None))
     if not stages:
         raise FileNotFoundError(f"no stage notebooks (NN_name.ipynb) in {notebooks_dir}")
     return stages
@@ -145,6 +151,10 @@ def run(preset: str, backbones: list[str] | None = None, stage_names: list[str] 
         for backbone in (backbones if stage.per_backbone else [None]):
             job = Job(stage, backbone)
             jobs.append(job)
+            family = config.resolve(preset, backbone, overrides)["backbone"]["family"] if backbone else None
+            if stage.families and family not in stage.families:
+                job.status, job.message = "n/a", f"{family} backbones have no {stage.name} stage"
+                continue
             if None in blocked or backbone in blocked:
                 job.status, job.message = "blocked", "an earlier stage failed"
                 continue

@@ -67,8 +67,8 @@ class VGG19Features(nn.Module):
     def train(self, mode: bool = True):  # always frozen, also inside a module set to train()
         return super().train(False)
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = (image - self.mean) / self.std
+    def forward(self, image: torch.Tensor, normalize: bool = True) -> dict[str, torch.Tensor]:
+        x = (image - self.mean) / self.std if normalize else image
         wanted = {VGG19_LAYERS[l]: l for l in self.layers}
         out = {}
         for index, layer in enumerate(self.features):

@@ -83,12 +83,15 @@ class LossRecipe:
                 parts["feature_matching"] = w["feature_matching"] * losses.feature_matching(real_feats, fake_feats,
                                                                                              c["feature_matching"]["distance"])
         if self.vgg is not None and (w["perceptual"] or w["style"]):
-            out_f, tgt_f = self.vgg(result.output), self.vgg(image)
+            norm = c["vgg_imagenet_norm"]
+            out_f, tgt_f = self.vgg(result.output, norm), self.vgg(image, norm)
             if w["perceptual"]:
                 layers = c["perceptual"]["layers"]
                 parts["perceptual"] = w["perceptual"] * losses.perceptual([out_f[l] for l in layers], [tgt_f[l] for l in layers])
             if w["style"]:
                 layers = c["style"]["layers"]
+                if c["style"]["masked"]:
+                    out_f, tgt_f = self.vgg(result.output * mask, norm), self.vgg(image * mask, norm)
                 parts["style"] = w["style"] * losses.style([out_f[l] for l in layers], [tgt_f[l] for l in layers])
         total = sum(parts.values())
         return total, {k: float(v.detach()) for k, v in parts.items()}, result

@@ -1,0 +1,59 @@
+"""Every registered backbone, through the registry only: a new backbone is tested for free."""
+import pytest
+import torch
+
+from zfutils import models
+from zfutils.models import registry
+
+NAMES = sorted(models.BACKBONES)
+
+
+def test_all_four_inpainting_backbones_are_registered():
+    assert {"aotgan", "deepfillv2", "edgeconnect", "lama"} <= set(NAMES)
+
+
+def test_unknown_backbone_lists_the_known_ones():
+    with pytest.raises(KeyError, match="unknown backbone 'resnet'; known backbones: aotgan, deepfillv2"):
+        registry.get("resnet")
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def small(request):
+    torch.manual_seed(0)
+    b = registry.get(request.param)
+    return b, registry.build_generator(b.name, width=0.125, blocks=1), registry.build_discriminator(b.name, width=0.125)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (96, 128)])
+def test_inpaint_forward_backward_shapes(small, size):
+    backbone, generator, discriminator = small
+    image = torch.rand(2, 3, *size)
+    mask = torch.zeros(2, 1, *size)
+    mask[..., size[0] // 4: size[0] // 2, size[1] // 4: size[1] // 2] = 1
+    result = backbone.inpaint(generator.train(), image, mask)
+    for tensor in (*result.stages, result.output, result.composite):
+        assert tensor.shape == image.shape and 0 <= float(tensor.detach().min()) and float(tensor.detach().max()) <= 1
+    assert torch.equal(result.composite * (1 - mask), image * (1 - mask))  # known pixels are kept
+    logits, feats = backbone.discriminate(discriminator, result.composite, mask)
+    (result.output.mean() + logits.mean() + sum(f.mean() for f in feats)).backward()
+    missing = [n for n, p in generator.named_parameters() if p.grad is None]
+    assert not missing, f"no gradient reached {missing[:3]}"
+    generator.zero_grad(set_to_none=True)
+
+
+def test_encoder_embedding_size_and_cam_layer(small):
+    backbone, generator, _ = small
+    image = torch.rand(2, 3, 64, 64)
+    features = backbone.encoder(generator)(backbone.encoder_input(image, torch.zeros(2, 1, 64, 64)))
+    assert features.ndim == 4 and features.shape[1] == backbone.embed_dim(0.125)
+    layer = backbone.cam_layer(generator)
+    assert any(layer is m for m in generator.modules())
+    encoder_params = {id(p) for p in backbone.encoder(generator).parameters()}
+    assert encoder_params <= {id(p) for p in generator.parameters()}  # the encoder shares the generator's weights
+
+
+def test_pretrained_missing_file_names_it(small, tmp_path):
+    backbone, _, _ = small
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        registry.load_pretrained(backbone.name, tmp_path / "nothing-here")
+    assert backbone.checkpoint_hint
