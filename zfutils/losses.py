@@ -38,7 +38,7 @@ def nsgan_d(real: Tensor, fake: Tensor, mask: Tensor | None = None) -> Tensor:
     real_loss = F.softplus(-real).mean()
     if mask is None:
         return real_loss + F.softplus(fake).mean()
-    m = resize_mask(mask, fake.shape[-2:])
+    m = F.interpolate(mask, size=fake.shape[-2:], mode="nearest")  # LaMa: mask_scale_mode nearest
     return real_loss + (m * F.softplus(fake) + (1 - m) * F.softplus(-fake)).mean()
 
 
@@ -82,13 +82,6 @@ def smgan_g(fake: Tensor, mask: Tensor) -> Tensor:
 
 
 ADVERSARIAL = {"hinge": (hinge_d, hinge_g), "nsgan": (nsgan_d, nsgan_g), "smgan": (smgan_d, smgan_g)}
-
-
-def resize_mask(mask: Tensor, size) -> Tensor:
-    """A hole mask at a discriminator's output resolution (area average keeps partial holes soft)."""
-    if tuple(mask.shape[-2:]) == tuple(size):
-        return mask
-    return F.interpolate(mask, size=tuple(size), mode="area" if mask.shape[-1] >= size[-1] else "bilinear")
 
 
 def feature_matching(real_feats: list[Tensor], fake_feats: list[Tensor], distance: str = "l1") -> Tensor:
