@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from skimage.metrics import structural_similarity
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 
 def masked_l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -29,3 +30,32 @@ def masked_ssim(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) 
         hole = m[0] > 0.5
         values.append(full.mean(axis=2)[hole].mean() if hole.any() else np.nan)
     return torch.tensor(values, dtype=torch.float32)
+
+
+# Classification of identities: scikit-learn's definitions, over every class of the model's head
+# (labels=range(n_classes)), so a class the model never predicts still counts, with recall 0.
+
+def _check_labels(y_true, y_pred, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} labels but y_pred has {len(y_pred)}")
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if len(y) and (y.min() < 0 or y.max() >= n_classes):
+            raise ValueError(f"{name} holds labels outside 0..{n_classes - 1}; pass class indices, not names")
+    return y_true, y_pred
+
+
+def classification_metrics(y_true, y_pred, n_classes: int) -> dict[str, float]:
+    """Accuracy, macro recall (balanced accuracy when every class occurs) and macro F1; a class absent
+    from y_true contributes 0 (zero_division=0), so a test split should hold every identity."""
+    y_true, y_pred = _check_labels(y_true, y_pred, n_classes)
+    labels = list(range(n_classes))
+    return {"accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_recall": float(recall_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))}
+
+
+def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """n_classes x n_classes counts, rows true class, columns predicted (scikit-learn's layout)."""
+    y_true, y_pred = _check_labels(y_true, y_pred, n_classes)
+    return confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))

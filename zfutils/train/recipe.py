@@ -1,10 +1,11 @@
 """A backbone's inpainting loss recipe: which terms, with which weights, from `cfg['inpaint']`
 (defaults.yaml < preset < params/backbones/<name>.yaml, where each original's weights live).
 
-Generator loss = l1 + adversarial + feature matching + perceptual + style; discriminator loss =
-adversarial (+ R1). Terms that need pretrained networks (VGG19) are used when their weights are
-found; when they are missing, `missing_weights: error` stops with a message that says where to put
-the file, and `missing_weights: drop` (smoke, quick) drops the terms and records that it did.
+Generator loss = l1 + adversarial + feature matching + perceptual + style + resnet perceptual;
+discriminator loss = adversarial (+ R1). Terms that need pretrained networks (VGG19, LaMa's ADE20k
+ResNet) are used when their weights are found; when they are missing, `missing_weights: error`
+stops with a message that says where to put the file, and `missing_weights: drop` (smoke, quick)
+drops the terms and records that it did.
 """
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from torch import nn
 from zfutils import losses
 from zfutils.models.registry import Backbone, InpaintResult
 from zfutils.pretrained import VGG19_FILE, VGG19Features, find_weights
+from zfutils.resnet_pl import ResNetPLFeatures, find_resnet_pl_weights, resnet_pl_loss
 
 
 @dataclass
 class LossRecipe:
     cfg: dict
     vgg: VGG19Features | None = None
+    resnet_pl: ResNetPLFeatures | None = None
     dropped: list[str] = field(default_factory=list)
 
     @classmethod
@@ -41,11 +44,12 @@ class LossRecipe:
                     raise
                 recipe.dropped += ["perceptual", "style"]
         if cfg["resnet_perceptual"] > 0:
-            if cfg["missing_weights"] != "drop":
-                raise FileNotFoundError(
-                    "LaMa's ResNet perceptual loss (ADE20k ResNet50-dilated) is not available in this version; "
-                    "set inpaint.resnet_perceptual: 0 or inpaint.missing_weights: drop")
-            recipe.dropped.append("resnet_perceptual")
+            try:
+                recipe.resnet_pl = ResNetPLFeatures(find_resnet_pl_weights(cfg["resnet_pl_weights"]))
+            except FileNotFoundError:
+                if cfg["missing_weights"] != "drop":
+                    raise
+                recipe.dropped.append("resnet_perceptual")
         return recipe
 
     def terms(self) -> dict[str, float]:
@@ -59,6 +63,8 @@ class LossRecipe:
     def to(self, device) -> "LossRecipe":
         if self.vgg is not None:
             self.vgg.to(device)
+        if self.resnet_pl is not None:
+            self.resnet_pl.to(device)
         return self
 
     def generator_loss(self, backbone: Backbone, generator: nn.Module, discriminator: nn.Module,
@@ -93,6 +99,10 @@ class LossRecipe:
                 if c["style"]["masked"]:
                     out_f, tgt_f = self.vgg(result.output * mask, norm), self.vgg(image * mask, norm)
                 parts["style"] = w["style"] * losses.style([out_f[l] for l in layers], [tgt_f[l] for l in layers])
+        if self.resnet_pl is not None and w["resnet_perceptual"]:
+            with torch.no_grad():  # LaMa: the prediction (not the composite) against the image
+                target = self.resnet_pl(image)
+            parts["resnet_perceptual"] = w["resnet_perceptual"] * resnet_pl_loss(self.resnet_pl(result.output), target)
         total = sum(parts.values())
         return total, {k: float(v.detach()) for k, v in parts.items()}, result
 

@@ -1,0 +1,165 @@
+"""Stage 03's work: couple pattern information to identity. For each mode (shallow: frozen
+encoder; deep: everything trains) a classifier starts from the configured weights, trains with
+Grad-CAM on fixed validation images every epoch, and is tested; its embeddings are scored by
+retrieval (also on held-out individuals), and the deep ("refined", the study's `ref-`)
+embeddings of the test split are saved for clustering."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from zfutils import paths
+from zfutils.cam import cam_mass_shares, grad_cams
+from zfutils.data.format import StoredDataset
+from zfutils.data.torchsets import ClassificationSet
+from zfutils.embed import save_embeddings
+from zfutils.models import checkpoints, get
+from zfutils.models.classifier import Classifier
+from zfutils.models.registry import Backbone
+from zfutils.provenance import device_info
+from zfutils.retrieval import retrieval_metrics
+from zfutils.stage import Stage
+from zfutils.train.checkpoint import load_checkpoint
+from zfutils.train.classify import ClassifierTrainer
+
+INPAINT_STAGE = "02_inpaint_patterns"
+
+
+def initial_state(cfg: dict, backbone: Backbone) -> tuple[dict | None, dict]:
+    """The generator weights a classifier starts from, and a record of where they came from."""
+    init, family = cfg["classify"]["init"], cfg["backbone"]["family"]
+    if init == "auto":
+        init = "inpainting" if family == "inpainting" else "pretrained"
+    if init == "random":
+        return None, {"init": "random"}
+    if init == "inpainting":
+        path = paths.stage_dir(cfg["preset"], INPAINT_STAGE, backbone.name) / "checkpoints" / "best.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: classify.init 'inpainting' starts from stage 02's best "
+                                    f"checkpoint; run stage 02 for {backbone.name} first, or set classify.init")
+        return load_checkpoint(path)["generator"], {"init": "inpainting", "checkpoint": str(path)}
+    if init == "pretrained":
+        try:
+            states = backbone.load_pretrained(cfg["model"]["pretrained"], trust_pickle=cfg["model"]["trust_pickle"])
+        except FileNotFoundError as err:
+            if cfg["classify"]["init"] != "auto":
+                raise
+            return None, {"init": "random", "why": f"pretrained weights not found: {err}"}
+        return states["generator"], {"init": "pretrained", "checkpoint": str(cfg["model"]["pretrained"] or "torch cache")}
+    raise ValueError(f"unknown classify.init '{init}'; known: auto, inpainting, pretrained, random")
+
+
+def build_classifier(cfg: dict, backbone: Backbone, state: dict | None, n_classes: int) -> Classifier:
+    generator = backbone.build_generator(width=cfg["model"]["width"], blocks=cfg["model"]["blocks"])
+    if state is not None:
+        checkpoints.load_strict(generator, state, source=f"the {backbone.name} starting weights")
+    c = cfg["classify"]
+    return Classifier(backbone=backbone, generator=generator, n_classes=n_classes,
+                      embed_dim=backbone.embed_dim(cfg["model"]["width"]), head=c["head"], arcface=c["arcface"])
+
+
+def cam_watch_set(data: ClassificationSet, n: int) -> dict[str, torch.Tensor]:
+    """`n` fixed validation images spread over identities, with their labels and masks."""
+    order = data.rows.reset_index().groupby("identity", sort=True).cumcount().sort_values(kind="stable").index[:n]
+    items = [data[int(i)] for i in order]
+    return {k: torch.stack([it[k] for it in items]) for k in ("image", "label", "fish", "pattern")}
+
+
+class CamWatcher:
+    """Grad-CAM of the fixed images after every epoch, with the pattern-focus shares."""
+
+    def __init__(self, watch: dict, out: Path):
+        self.watch, self.out = watch, Path(out)
+        self.cams: dict[int, np.ndarray] = {}
+
+    def __call__(self, epoch: int, model: Classifier) -> dict:
+        cams = grad_cams(model, model.cam_layer, self.watch["image"], self.watch["label"].tolist())
+        self.cams[epoch] = cams
+        np.savez_compressed(self.out / "cams.npz", **{f"epoch_{e:03d}": c.astype(np.float16) for e, c in self.cams.items()})
+        shares = cam_mass_shares(cams, self.watch["fish"][:, 0].numpy(), self.watch["pattern"][:, 0].numpy())
+        return {f"cam_{k}": float(v) for k, v in shares.items() if np.ndim(v) == 0}
+
+
+def _stamp(cfg: dict, mode: str) -> str:
+    keys = {k: cfg[k] for k in ("seed", "data", "split", "model", "classify", "backbone")}
+    return hashlib.sha256(json.dumps([keys, mode], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def embed_set(model: Classifier, data, batch_size: int, device: str) -> np.ndarray:
+    model.eval()
+    out = [model.embed(b["image"].to(device)).cpu() for b in torch.utils.data.DataLoader(data, batch_size=batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def retrieval_on(model: Classifier, data: ClassificationSet, cfg: dict, device: str) -> dict:
+    if len(data) < 2:
+        return {"n_queries": 0}
+    vectors = embed_set(model, data, cfg["embed"]["batch_size"], device)
+    return retrieval_metrics(vectors, data.rows["identity"].to_numpy(), data.rows["session"].to_numpy(),
+                             ks=tuple(cfg["classify"]["retrieval_ks"]))
+
+
+def run_mode(stage: Stage, data: StoredDataset, mode: str, device: str) -> dict:
+    """Train, test and score one mode; its files live in <stage dir>/<mode>/."""
+    cfg, c = stage.cfg, stage.cfg["classify"]
+    backbone = get(cfg["backbone"]["name"])
+    train, val, test = (ClassificationSet(data, s) for s in ("train", "val", "test"))
+    n_classes = len(train.classes)
+    state, init = initial_state(cfg, backbone)
+    torch.manual_seed(cfg["seed"])
+    model = build_classifier(cfg, backbone, state, n_classes)
+    out = stage.dir / mode
+    out.mkdir(parents=True, exist_ok=True)
+    watcher = CamWatcher(cam_watch_set(val, c["cam_images"]), out)
+    trainer = ClassifierTrainer(model=model, mode=mode, run_dir=out, epochs=c["epochs"], batch_size=c["batch_size"],
+                                lr_head=c["lr_head"], lr_encoder=c["lr_encoder"], weight_decay=c["weight_decay"],
+                                seed=cfg["seed"], stamp=_stamp(cfg, mode), max_batches=c["max_batches"],
+                                device=device, on_epoch_end=watcher)
+    best = trainer.fit(train, val, n_classes)
+    trainer.load_best()
+    result = {"init": init, "best": best, "test": trainer.evaluate(test, n_classes), "classes": train.classes,
+              "history": [r for r in trainer.log.read() if r.get("kind") == "epoch"],
+              "retrieval": {"test": retrieval_on(model, test, cfg, device)}}
+    open_test = ClassificationSet(data, "test", column="split_open")
+    result["retrieval"]["open"] = retrieval_on(model, open_test, cfg, device)
+    if mode == "deep":
+        vectors = embed_set(model, test, cfg["embed"]["batch_size"], device)
+        save_embeddings(stage.dir / "embeddings_ref.npz", vectors, test, kind="refined", backbone=backbone.name)
+    result["watcher"], result["trainer"] = watcher, trainer
+    return result
+
+
+def finetune_classifiers(stage: Stage, data: StoredDataset) -> dict[str, dict]:
+    """Both modes; their numbers go into the stage's metrics.json as they finish."""
+    device = device_info(stage.cfg["device"])["device"]
+    results = {}
+    for mode in stage.cfg["classify"]["modes"]:
+        results[mode] = run_mode(stage, data, mode, device)
+        keep = {k: v for k, v in results[mode].items() if k not in ("watcher", "trainer")}
+        stage.log_metrics(**{mode: keep})
+    stage.log_metrics(chance=1 / len(results[next(iter(results))]["classes"]), head=stage.cfg["classify"]["head"])
+    return results
+
+
+def test_table(results: dict[str, dict], backbone: str, chance: float) -> pd.DataFrame:
+    """Test accuracy, macro recall and macro F1 per mode, with the starting weights and chance."""
+    rows = [{"backbone": backbone, "mode": mode, "init": r["init"]["init"], "best epoch": r["best"]["best_epoch"],
+             "accuracy": r["test"]["accuracy"], "macro recall": r["test"]["macro_recall"],
+             "macro F1": r["test"]["macro_f1"], "chance": chance} for mode, r in results.items()]
+    return pd.DataFrame(rows).set_index(["backbone", "mode"])
+
+
+def retrieval_table(results: dict[str, dict], backbone: str) -> pd.DataFrame:
+    """Leave-one-out top-k and mAP of each mode's embeddings: test split and unseen individuals."""
+    rows = []
+    for mode, r in results.items():
+        for split, m in r["retrieval"].items():
+            rows.append({"backbone": backbone, "mode": mode, "split": "test" if split == "test" else "open (unseen)",
+                         **{k: v for k, v in m.items() if k.startswith("top") or k in ("mAP", "n_queries")}})
+    return pd.DataFrame(rows).set_index(["backbone", "mode", "split"])

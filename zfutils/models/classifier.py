@@ -1,0 +1,67 @@
+"""The study's classifier: a backbone's isolated encoder (reading the image with an all-zero mask,
+in the backbone's convention) + global average pooling + one head.
+
+Heads: `linear` (softmax + cross-entropy, as the study) or `arcface` (sub-center ArcFace with an
+angular margin, as MiewID, from pytorch-metric-learning): its logits are scaled cosines to the
+class centres, so prediction, metrics and Grad-CAM treat both heads alike.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from zfutils.models.registry import Backbone
+
+HEADS = ("linear", "arcface")
+
+
+class Classifier(nn.Module):
+    def __init__(self, *, backbone: Backbone, generator: nn.Module, n_classes: int, embed_dim: int,
+                 head: str = "linear", arcface: dict | None = None):
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown classification head '{head}'; known heads: {', '.join(HEADS)}")
+        self.backbone_name = backbone.name
+        self.encoder = backbone.encoder(generator)  # shares the generator's parameters
+        self.cam_layer = backbone.cam_layer(generator)
+        self._encoder_input = backbone.encoder_input
+        self.head_kind = head
+        if head == "linear":
+            self.head = nn.Linear(embed_dim, n_classes)
+        else:
+            from pytorch_metric_learning.losses import SubCenterArcFaceLoss
+
+            opts = arcface or {}
+            self.head = SubCenterArcFaceLoss(num_classes=n_classes, embedding_size=embed_dim,
+                                             margin=opts.get("margin", 28.6), scale=opts.get("scale", 64),
+                                             sub_centers=opts.get("sub_centers", 3))
+
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        """One vector per image: the encoder's feature map, average-pooled."""
+        zeros = torch.zeros_like(image[:, :1])
+        return self.encoder(self._encoder_input(image, zeros)).mean(dim=(2, 3))
+
+    def logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.head(embedding) if self.head_kind == "linear" else self.head.get_logits(embedding)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.embed(image))
+
+    def loss(self, image: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training loss and logits: cross-entropy (linear) or the ArcFace loss with its margin."""
+        embedding = self.embed(image)
+        logits = self.logits(embedding)
+        if self.head_kind == "linear":
+            return nn.functional.cross_entropy(logits, labels), logits
+        return self.head(embedding, labels), logits
+
+    def freeze_encoder(self) -> None:
+        """Shallow mode: no encoder weight or batch-norm statistic may change."""
+        self.encoder.requires_grad_(False)
+        self.encoder.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and not any(p.requires_grad for p in self.encoder.parameters()):
+            self.encoder.eval()  # a frozen encoder stays frozen, batch norm included
+        return self

@@ -1,0 +1,106 @@
+"""InceptionV3 (Szegedy et al. 2016; torchvision.models.inception_v3, aux logits off) as a
+classification baseline of the study.
+
+The "generator" is torchvision's Inception3 built with aux_logits=False (its parameter names, so
+torchvision's ImageNet file loads strictly once its AuxLogits.* keys are dropped; see
+`load_pretrained`); it neither inpaints nor has a discriminator. The encoder is every layer from
+Conv2d_1a_3x3 to Mixed_7c, in torchvision's order and under torchvision's names: 2048 channels
+at about H/32 x W/32; avgpool, dropout and fc are left to the study's head (global average
+pooling + one linear layer).
+
+Input convention. Google's ImageNet weights were trained on images scaled to [-1, 1]. torchvision
+feeds them ImageNet-normalised tensors and, with weights, sets transform_input=True, which maps
+those back to exactly 2 * image - 1 inside `forward`. The encoder bypasses `forward`, so the
+generator is built with transform_input=False and `encoder_input` produces 2 * image - 1 itself:
+the same numbers the first conv sees in torchvision's pretrained model (a test checks this). The
+mask is ignored (the study's baselines see the plain image; its all-zero mask means that).
+
+Size. The valid (unpadded) convs need sides of at least 75 px, and give a 1x1 map up to about
+127 px. `encoder_input` therefore upsamples (bilinear, aspect ratio kept) so the shorter side is
+at least MIN_SIDE = 128: the study's 128 px crops pass unchanged and the 64 px smoke crops become
+128 px, so the last map is at least 2x2 and Grad-CAM has something spatial to show. Measured on one
+CPU thread, batch 8, forward+backward through the encoder: 0.05 s/image at 96 px, 0.13 at 128,
+0.91 at 299 (ImageNet's size, not worth 7x here); 128 px gives 2x2 maps, 299 px 8x8.
+
+Parameter counts (measured): network 23,834,568 (27,161,264 with AuxLogits, as torchvision's
+meta), encoder 21,785,568. In train() BatchNorm (eps 0.001) updates its statistics; the
+trainer's eval() of a frozen ("shallow") encoder turns that off.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import Inception3, inception_v3
+
+from zfutils.models.baseline_common import checkpoint_hint, official_size_only, read_imagenet_state
+from zfutils.models.registry import Backbone, register
+
+NAME = "inceptionv3"
+FILE = "inception_v3_google-0cc3c7bd.pth"   # torchvision Inception_V3_Weights.IMAGENET1K_V1
+URL = f"https://download.pytorch.org/models/{FILE}"
+EMBED_DIM = 2048
+MIN_SIDE = 128
+ENCODER_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+                  "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+                  "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")
+AUX_PREFIX = "AuxLogits."
+CHECKPOINT_HINT = checkpoint_hint(FILE, URL, "inception_v3")
+
+
+def build_generator(*, width: float = 1.0, blocks: int | None = None) -> Inception3:
+    """torchvision's inception_v3: random init (torchvision's truncated-normal scheme), no aux
+    head, transform_input=False (see the module docstring), 1000-class fc kept so ImageNet files load."""
+    official_size_only(NAME, width, blocks)
+    return inception_v3(weights=None, aux_logits=False, transform_input=False, init_weights=True)
+
+
+def encoder_input(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The image in [-1, 1], upsampled so its shorter side is at least MIN_SIDE; mask ignored."""
+    h, w = image.shape[-2:]
+    if min(h, w) < MIN_SIDE:
+        scale = MIN_SIDE / min(h, w)
+        size = (max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale)))
+        image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+    return 2 * image - 1
+
+
+def encoder(generator: Inception3) -> nn.Module:
+    """Conv2d_1a_3x3 ... Mixed_7c of `generator` (shared modules, torchvision's names)."""
+    return nn.Sequential(OrderedDict((name, getattr(generator, name)) for name in ENCODER_LAYERS))
+
+
+def cam_layer(generator: Inception3) -> nn.Module:
+    """The last inception block (Mixed_7c, 2048 ch)."""
+    return generator.Mixed_7c
+
+
+def embed_dim(width: float = 1.0) -> int:
+    return EMBED_DIM
+
+
+def load_pretrained(path, *, trust_pickle: bool = False) -> dict:
+    """{"generator": torchvision's ImageNet state_dict without its AuxLogits.* keys (the study
+    runs with aux logits off, so the auxiliary classifier's weights are dropped), "discriminator":
+    None}; `path` None, "" or "imagenet" means FILE in the torch hub cache."""
+    state = read_imagenet_state(path, FILE, URL, what="InceptionV3 ImageNet", hint=CHECKPOINT_HINT,
+                                trust_pickle=trust_pickle)
+    return {"generator": {k: v for k, v in state.items() if not k.startswith(AUX_PREFIX)}, "discriminator": None}
+
+
+BACKBONE = register(Backbone(
+    name=NAME,
+    family="baseline",
+    build_generator=build_generator,
+    build_discriminator=None,
+    load_pretrained=load_pretrained,
+    inpaint=None,
+    discriminate=None,
+    encoder_input=encoder_input,
+    encoder=encoder,
+    cam_layer=cam_layer,
+    embed_dim=embed_dim,
+    checkpoint_hint=CHECKPOINT_HINT,
+))

@@ -1,0 +1,89 @@
+"""Re-identification by retrieval, as MiewID and wildlife-tools report it: every image in turn is a
+query against all the others (leave-one-out), scored by CMC top-k and mean average precision.
+
+Frames of one recording are near duplicates, so with `sessions` given, images of the query's own
+identity and session leave its gallery (other fish of that session stay, as negatives); a query
+with no positive left is skipped and counted. Ties in score are broken against the query
+(negatives before positives, then by index), so a collapsed encoder scores near zero instead of
+riding on the order of the files."""
+from __future__ import annotations
+
+import numpy as np
+
+METRICS = ("cosine", "euclidean")
+
+
+def query_ranks(embeddings, identities, sessions=None, metric: str = "cosine",
+                chunk_elements: int = 2**20) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: the 0-based rank of its first true match and its average precision
+    (mean precision at the ranks of its positives); -1 and NaN for a skipped query."""
+    emb, ids, sess = _check(embeddings, identities, sessions, metric)
+    n = len(emb)
+    if metric == "cosine":
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    sq = (emb**2).sum(axis=1)
+    first, ap = np.full(n, -1, dtype=np.int64), np.full(n, np.nan)
+    cols = np.arange(n)
+    step = max(1, chunk_elements // max(n, 1))
+    for start in range(0, n, step):
+        q = cols[start:start + step]
+        score = emb[q] @ emb.T
+        if metric == "euclidean":
+            score = 2 * score - sq[q, None] - sq[None, :]  # minus the squared distance
+        positive = ids[q, None] == ids[None, :]
+        excluded = q[:, None] == cols[None, :]
+        if sess is not None:
+            excluded |= positive & (sess[q, None] == sess[None, :])
+        positive &= ~excluded
+        # Primary key last: kept before excluded, higher score first, negatives before positives
+        # on a tie; lexsort is stable, so the column index settles the rest.
+        order = np.lexsort((positive, -score, excluded), axis=-1)
+        hit = np.take_along_axis(positive, order, axis=1)
+        n_pos = hit.sum(axis=1)
+        precision = np.cumsum(hit, axis=1) / np.arange(1, n + 1)
+        kept = n_pos > 0
+        first[q[kept]] = hit[kept].argmax(axis=1)
+        ap[q[kept]] = (precision * hit).sum(axis=1)[kept] / n_pos[kept]
+    return first, ap
+
+
+def retrieval_metrics(embeddings, identities, sessions=None, ks=(1, 5), metric: str = "cosine") -> dict:
+    """`top{k}` for each k (share of queries with a true match among their k nearest), `mAP`,
+    `n_queries` (queries scored) and `n_skipped` (queries left without a positive)."""
+    first, ap = query_ranks(embeddings, identities, sessions, metric)
+    kept = first >= 0
+    out = {f"top{k}": _mean(first[kept] < k) for k in ks}
+    out.update(mAP=_mean(ap[kept]), n_queries=int(kept.sum()), n_skipped=int((~kept).sum()))
+    return out
+
+
+def cmc_curve(embeddings, identities, sessions=None, max_rank: int = 20, metric: str = "cosine") -> np.ndarray:
+    """CMC at ranks 1..max_rank (entry k-1 is top-k), over the queries that are not skipped."""
+    first, _ = query_ranks(embeddings, identities, sessions, metric)
+    first = first[first >= 0]
+    if len(first) == 0:
+        return np.full(max_rank, np.nan)
+    return (first[:, None] < np.arange(1, max_rank + 1)[None, :]).mean(axis=0)
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def _check(embeddings, identities, sessions, metric):
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+    emb = np.asarray(embeddings, dtype=np.float64)
+    if emb.ndim != 2:
+        raise ValueError(f"embeddings must be N x D, got shape {emb.shape}")
+    if not np.isfinite(emb).all():
+        raise ValueError("embeddings hold NaN or inf; the encoder diverged or the file is corrupt")
+    ids = np.unique(np.asarray(identities), return_inverse=True)[1].ravel()
+    if len(ids) != len(emb):
+        raise ValueError(f"{len(ids)} identities for {len(emb)} embeddings")
+    sess = None
+    if sessions is not None:
+        sess = np.unique(np.asarray(sessions), return_inverse=True)[1].ravel()
+        if len(sess) != len(emb):
+            raise ValueError(f"{len(sess)} sessions for {len(emb)} embeddings")
+    return emb, ids, sess

@@ -1,0 +1,150 @@
+"""Fine-tuning a classifier (stage 03) in one of the study's two modes: `shallow` (encoder frozen,
+only the head learns) or `deep` (everything learns). Per epoch: validation accuracy, macro recall
+and macro F1, an optional callback (Grad-CAM), `last.pt` for resuming and `best.pt` at the best
+validation accuracy; batches are shuffled by (seed, epoch), so a resumed run sees the batches an
+uninterrupted one would."""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+from tqdm.auto import tqdm
+
+from zfutils.metrics import classification_metrics, confusion
+from zfutils.models.classifier import Classifier
+from zfutils.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from zfutils.train.inpaint import NonFiniteLoss
+from zfutils.train.runlog import JsonLinesLog
+
+log = logging.getLogger("zfutils.train")
+MODES = ("shallow", "deep")
+
+
+@dataclass
+class ClassifierTrainer:
+    model: Classifier
+    mode: str
+    run_dir: Path
+    epochs: int
+    batch_size: int
+    lr_head: float
+    lr_encoder: float
+    weight_decay: float = 0.0
+    seed: int = 0
+    stamp: str = ""
+    max_batches: int | None = None
+    device: str = "cpu"
+    on_epoch_end: Callable[[int, Classifier], dict] | None = None  # extra numbers logged per epoch
+    state: dict = field(default_factory=lambda: {"epoch": 0, "iteration": 0, "best_val": -math.inf, "best_epoch": None})
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown classification mode '{self.mode}'; known modes: {', '.join(MODES)}")
+        self.run_dir = Path(self.run_dir)
+        self.model.to(self.device)
+        groups = [{"params": [p for p in self.model.head.parameters()], "lr": self.lr_head}]
+        if self.mode == "shallow":
+            self.model.freeze_encoder()
+        else:
+            groups.append({"params": [p for p in self.model.encoder.parameters() if p.requires_grad], "lr": self.lr_encoder})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
+        self.log = JsonLinesLog(self.run_dir / "train_log.jsonl")
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "best.pt"
+
+    def train_step(self, batch: dict) -> float:
+        self.model.train()
+        image, label = batch["image"].to(self.device), batch["label"].to(self.device)
+        loss, _ = self.model.loss(image, label)
+        if not math.isfinite(float(loss.detach())):
+            raise NonFiniteLoss(f"classification loss became non-finite at iteration {self.state['iteration'] + 1}; "
+                                f"the last good checkpoint is kept ({self.last_path}); lower classify.lr_head / lr_encoder")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.state["iteration"] += 1
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def predict(self, data) -> tuple[np.ndarray, np.ndarray, float]:
+        """(true labels, predicted labels, mean loss) over `data`."""
+        self.model.eval()
+        truth, pred, total = [], [], 0.0
+        for batch in DataLoader(data, batch_size=max(self.batch_size, 32), shuffle=False):
+            image, label = batch["image"].to(self.device), batch["label"].to(self.device)
+            loss, logits = self.model.loss(image, label)
+            total += float(loss) * len(label)
+            truth.append(label.cpu().numpy())
+            pred.append(logits.argmax(1).cpu().numpy())
+        if not truth:
+            return np.zeros(0, int), np.zeros(0, int), float("nan")
+        return np.concatenate(truth), np.concatenate(pred), total / sum(len(t) for t in truth)
+
+    def evaluate(self, data, n_classes: int) -> dict:
+        truth, pred, loss = self.predict(data)
+        return {**classification_metrics(truth, pred, n_classes), "loss": loss,
+                "confusion": confusion(truth, pred, n_classes).tolist()}
+
+    def _payload(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "state": dict(self.state),
+                "rng": rng_state(), "stamp": self.stamp, "mode": self.mode}
+
+    def resume(self) -> bool:
+        if not self.last_path.is_file():
+            return False
+        ckpt = load_checkpoint(self.last_path)
+        if ckpt.get("stamp") != self.stamp:
+            log.info("ignoring %s: it was written for another configuration", self.last_path)
+            return False
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.state = dict(ckpt["state"])
+        set_rng_state(ckpt["rng"])
+        self.log.truncate_after(self.state["iteration"])
+        return True
+
+    def fit(self, train_set, val_set, n_classes: int) -> dict:
+        """Train the remaining epochs; returns the best epoch and its validation accuracy."""
+        if not self.resume():
+            self.log.path.unlink(missing_ok=True)
+        while self.state["epoch"] < self.epochs:
+            epoch = self.state["epoch"] + 1
+            order = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            loader = DataLoader(train_set, batch_size=self.batch_size, sampler=RandomSampler(train_set, generator=order),
+                                drop_last=len(train_set) > self.batch_size)
+            n_batches = min(len(loader), self.max_batches or len(loader))
+            bar = tqdm(loader, total=n_batches, desc=f"{self.mode} epoch {epoch}/{self.epochs}", leave=False)
+            losses = []
+            for k, batch in enumerate(bar):
+                if k >= n_batches:
+                    break
+                losses.append(self.train_step(batch))
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            self.state["epoch"] = epoch
+            val = self.evaluate(val_set, n_classes)
+            extra = self.on_epoch_end(epoch, self.model) if self.on_epoch_end else {}
+            self.log.write(kind="epoch", epoch=epoch, iteration=self.state["iteration"], mode=self.mode,
+                           train_loss=float(np.mean(losses)) if losses else float("nan"),
+                           **{f"val_{k}": v for k, v in val.items() if k != "confusion"}, **extra)
+            if val["accuracy"] > self.state["best_val"]:
+                self.state.update(best_val=val["accuracy"], best_epoch=epoch)
+                save_atomic(self._payload(), self.best_path)
+            save_atomic(self._payload(), self.last_path)
+        return {"best_epoch": self.state["best_epoch"], "best_val_accuracy": self.state["best_val"],
+                "epochs": self.state["epoch"], "iterations": self.state["iteration"]}
+
+    def load_best(self) -> Classifier:
+        self.model.load_state_dict(load_checkpoint(self.best_path)["model"])
+        return self.model.eval()
