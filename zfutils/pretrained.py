@@ -24,8 +24,10 @@ def cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def find_weights(explicit: str | Path | None, filename: str, *, what: str, param: str, without: str) -> Path:
-    """`explicit` if given (it must exist), else `filename` in the torch hub cache."""
+def find_weights(explicit: str | Path | None, filename: str, *, what: str, param: str, without: str,
+                 source: str = "torchvision downloads it under this name") -> Path:
+    """`explicit` if given (it must exist), else `filename` in the torch hub cache. `source` says
+    where the file officially comes from, for the error message."""
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
@@ -36,7 +38,7 @@ def find_weights(explicit: str | Path | None, filename: str, *, what: str, param
         return cached
     raise FileNotFoundError(
         f"{what} weights are needed but {filename} is neither in the torch cache ({cached}) nor given as "
-        f"{param}. Copy the file there from a machine that has it (torchvision downloads it as {filename}), "
+        f"{param}. Copy the file there from a machine that has it ({source}), "
         f"or set {param}: /path/to/{filename}; {without}")
 
 

@@ -44,8 +44,8 @@ def _stage(inplanes: int, planes: int, blocks: int, stride: int, dilation: tuple
 def find_resnet_pl_weights(explicit: str | Path | None) -> Path:
     """inpaint.resnet_pl_weights if set, else encoder_epoch_20.pth in the torch hub cache."""
     return find_weights(explicit, RESNET_PL_FILE, what="LaMa's ResNet perceptual loss (ADE20k ResNet50-dilated)",
-                        param="inpaint.resnet_pl_weights",
-                        without=f"the official file is {RESNET_PL_SOURCE}; or run without this term "
+                        param="inpaint.resnet_pl_weights", source=f"the official file is {RESNET_PL_SOURCE}",
+                        without="or run without this term "
                                 "(inpaint.missing_weights: drop, or inpaint.resnet_perceptual: 0)")
 
 
