@@ -82,7 +82,7 @@ class CamWatcher:
         self.cams[epoch] = cams
         np.savez_compressed(self.out / "cams.npz", **{f"epoch_{e:03d}": c.astype(np.float16) for e, c in self.cams.items()})
         shares = cam_mass_shares(cams, self.watch["fish"][:, 0].numpy(), self.watch["pattern"][:, 0].numpy())
-        return {f"cam_{k}": float(v) for k, v in shares.items() if np.ndim(v) == 0}
+        return {f"cam_{k.removeprefix('mean_')}": float(v) for k, v in shares.items() if np.ndim(v) == 0}
 
 
 def _stamp(cfg: dict, mode: str) -> str:

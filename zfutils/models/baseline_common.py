@@ -3,8 +3,6 @@ size, ImageNet input normalisation, and reading torchvision's ImageNet files fro
 the torch hub cache (nothing is downloaded at run time)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from zfutils.models.checkpoints import read_checkpoint, take
@@ -32,8 +30,8 @@ def imagenet_normalise(image: torch.Tensor) -> torch.Tensor:
 def checkpoint_hint(filename: str, url: str, builder: str) -> str:
     return (f"torchvision's ImageNet weights {filename} ({url}; torchvision.models.{builder}(weights='IMAGENET1K_V1') "
             f"downloads it on a machine with internet): put it in the torch hub cache "
-            f"($TORCH_HOME/hub/checkpoints, by default ~/.cache/torch/hub/checkpoints) and set {PARAM}: imagenet, "
-            f"or set {PARAM}: /path/to/{filename}")
+            f"($TORCH_HOME/hub/checkpoints, by default ~/.cache/torch/hub/checkpoints) and leave {PARAM} null "
+            f"(or 'imagenet'), or set {PARAM}: /path/to/{filename}")
 
 
 def read_imagenet_state(path, filename: str, url: str, *, what: str, hint: str, trust_pickle: bool = False) -> dict:
@@ -42,7 +40,7 @@ def read_imagenet_state(path, filename: str, url: str, *, what: str, hint: str, 
     versions are added as 0 (they only matter with momentum=None), so the file loads strictly."""
     explicit = None if path is None or str(path).strip().lower() in CACHE_WORDS else path
     found = find_weights(explicit, filename, what=what, param=PARAM,
-                         without=f"the file is {url}; or leave {PARAM} null to start from random initialisation")
+                         without=f"the file is {url}; or start from random weights (classify.init: random)")
     state = dict(take(read_checkpoint(found, how_to_get=hint, trust_pickle=trust_pickle), None, found))
     for key in [k for k in state if k.endswith(".running_mean")]:
         state.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0))

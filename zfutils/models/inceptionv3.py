@@ -15,12 +15,12 @@ generator is built with transform_input=False and `encoder_input` produces 2 * i
 the same numbers the first conv sees in torchvision's pretrained model (a test checks this). The
 mask is ignored (the study's baselines see the plain image; its all-zero mask means that).
 
-Size. The valid (unpadded) convs need sides of at least 75 px, and give a 1x1 map up to about
-127 px. `encoder_input` therefore upsamples (bilinear, aspect ratio kept) so the shorter side is
-at least MIN_SIDE = 128: the study's 128 px crops pass unchanged and the 64 px smoke crops become
-128 px, so the last map is at least 2x2 and Grad-CAM has something spatial to show. Measured on one
-CPU thread, batch 8, forward+backward through the encoder: 0.05 s/image at 96 px, 0.13 at 128,
-0.91 at 299 (ImageNet's size, not worth 7x here); 128 px gives 2x2 maps, 299 px 8x8.
+Size. The valid (unpadded) convs need sides of at least 75 px; the last map is 1x1 up to 106 px,
+2x2 from 107, 3x3 from 139, 8x8 at 299. `encoder_input` therefore upsamples (bilinear, aspect
+ratio kept) so the shorter side is at least MIN_SIDE = 128: the study's 128 px crops pass
+unchanged and the 64 px smoke crops become 128 px, so the last map is at least 2x2 and Grad-CAM
+has something spatial to show. Measured on one CPU thread, batch 8, forward+backward through the
+encoder: 0.05 s/image at 96 px, 0.13 at 128, 0.91 at 299 (ImageNet's size, not worth 7x here).
 
 Parameter counts (measured): network 23,834,568 (27,161,264 with AuxLogits, as torchvision's
 meta), encoder 21,785,568. In train() BatchNorm (eps 0.001) updates its statistics; the

@@ -68,7 +68,7 @@ def cam_grid(images, cams_by_epoch: dict[int, np.ndarray], title: str = "", max_
 def pattern_focus(histories: dict[str, list[dict]], title: str = ""):
     """Share of Grad-CAM mass on the pattern, the rest of the fish and the background, per epoch."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    colours = {"cam_pattern": "C3", "cam_fish_not_pattern": "C1", "cam_background": "C0"}
+    colours = {"cam_pattern": "C3", "cam_fish_outside_pattern": "C1", "cam_background": "C0"}
     for mode, records in histories.items():
         h = pd.DataFrame(records)
         for key, colour in colours.items():

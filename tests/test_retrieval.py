@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from zfutils.retrieval import cmc_curve, query_ranks, retrieval_metrics
+
+# Six points on a line at 0, 1, 3, 4, 7, 10, ranked by euclidean distance (integers: ties are exact).
+X = np.array([[0.0], [1.0], [3.0], [4.0], [7.0], [10.0]])
+IDS = ["A", "A", "B", "A", "B", "B"]
+# Ranked galleries (nearest first; * = same identity) and AP = mean precision at the positives:
+#   q0 A: 1* 2 3* 4 5                  first hit rank 1, AP (1/1 + 2/3)/2 = 5/6
+#   q1 A: 0* 2 3* 4 5                  rank 1, AP 5/6
+#   q2 B: 3 1 0 4* 5*                  rank 4, AP (1/4 + 2/5)/2 = 13/40
+#   q3 A: 2 | 4 1* (tie at 3) | 0* 5  rank 3, AP (1/3 + 2/4)/2 = 5/12   (tie: negative first)
+#   q4 B: 3 5* (tie at 3) | 2* 1 0    rank 2, AP (1/2 + 2/3)/2 = 7/12   (tie: negative first)
+#   q5 B: 4* 3 2* 1 0                  rank 1, AP 5/6
+# top1 = 3/6, top3 = 5/6, top5 = 6/6, mAP = (5/6*3 + 13/40 + 5/12 + 7/12)/6 = 3.825/6
+FIRST = [0, 0, 3, 2, 1, 0]
+AP = [5 / 6, 5 / 6, 13 / 40, 5 / 12, 7 / 12, 5 / 6]
+
+# Sessions: A is filmed in s1 (0, 1) and s2 (3); all of B in s2.
+SESSIONS = ["s1", "s1", "s2", "s2", "s2", "s2"]
+#   q0: 1 leaves (same fish, same session): 2 3* 4 5  -> rank 2, AP 1/2
+#   q1: 0 leaves:                           2 3* 4 5  -> rank 2, AP 1/2
+#   q3: keeps 0 and 1 (other session) and B of its own session as negatives -> as before, AP 5/12
+#   q2, q4, q5: every other B shares their session -> skipped (3 of them)
+# top1 = 0/3, top3 = 3/3, mAP = (1/2 + 1/2 + 5/12)/3 = 17/36
+
+
+def test_hand_computed_line_without_sessions():
+    first, ap = query_ranks(X, IDS, metric="euclidean")
+    assert first.tolist() == FIRST and ap == pytest.approx(AP)
+    m = retrieval_metrics(X, IDS, ks=(1, 3, 5), metric="euclidean")
+    assert m == pytest.approx({"top1": 0.5, "top3": 5 / 6, "top5": 1.0, "mAP": 3.825 / 6,
+                               "n_queries": 6, "n_skipped": 0})
+    assert cmc_curve(X, IDS, max_rank=5, metric="euclidean") == pytest.approx([3 / 6, 4 / 6, 5 / 6, 1, 1])
+
+
+def test_hand_computed_line_with_sessions():
+    first, ap = query_ranks(X, IDS, SESSIONS, metric="euclidean")
+    assert first.tolist() == [1, 1, -1, 2, -1, -1]
+    assert ap[[0, 1, 3]] == pytest.approx([1 / 2, 1 / 2, 5 / 12]) and np.isnan(ap[[2, 4, 5]]).all()
+    m = retrieval_metrics(X, IDS, SESSIONS, ks=(1, 3), metric="euclidean")
+    assert m == pytest.approx({"top1": 0.0, "top3": 1.0, "mAP": 17 / 36, "n_queries": 3, "n_skipped": 3})
+    assert cmc_curve(X, IDS, SESSIONS, max_rank=3, metric="euclidean") == pytest.approx([0, 2 / 3, 1])
+
+
+def test_ties_go_against_the_query():
+    # A collapsed encoder (one vector for all) must not score by the order of the files: with ties
+    # settled by index, queries 0 and 2 would find their partner first (top1 1/2).
+    m = retrieval_metrics(np.ones((4, 8)), ["A", "A", "B", "B"])
+    assert m["top1"] == 0.0 and m["mAP"] == pytest.approx(1 / 3)
+
+
+def test_identity_seen_once_is_skipped_and_no_queries_give_nan():
+    m = retrieval_metrics(np.r_[X, [[20.0]]], IDS + ["C"], metric="euclidean")
+    assert m["n_queries"] == 6 and m["n_skipped"] == 1 and m["mAP"] == pytest.approx(3.825 / 6)
+    empty = retrieval_metrics(X, list("abcdef"))
+    assert empty["n_queries"] == 0 and np.isnan(empty["top1"]) and np.isnan(empty["mAP"])
+    assert np.isnan(cmc_curve(X, list("abcdef"), max_rank=3)).all()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_matches_brute_force_and_sklearn_ap(metric):
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(60, 5)) + np.repeat(rng.normal(size=(12, 5)), 5, axis=0)
+    ids = np.repeat(np.arange(12), 5)
+    sessions = rng.integers(0, 3, 60)
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    first, ap = query_ranks(emb, ids, sessions, metric=metric, chunk_elements=500)  # 8 rows per chunk
+    for q in range(60):
+        gallery = (np.arange(60) != q) & ~((ids == ids[q]) & (sessions == sessions[q]))
+        score = unit[gallery] @ unit[q] if metric == "cosine" else -np.linalg.norm(emb[gallery] - emb[q], axis=1)
+        relevant = ids[gallery] == ids[q]
+        if not relevant.any():
+            assert first[q] == -1 and np.isnan(ap[q])
+            continue
+        assert ap[q] == pytest.approx(average_precision_score(relevant, score))
+        assert first[q] == np.argmax(relevant[np.argsort(-score)])
+    assert (first == -1).sum() > 0  # the example does exercise skipping
+
+
+def test_cosine_ignores_scale_and_bad_input_is_rejected():
+    rng = np.random.default_rng(1)
+    emb, ids = rng.normal(size=(20, 4)), np.repeat(np.arange(5), 4)
+    scaled = emb * rng.uniform(0.1, 10, (20, 1))
+    assert retrieval_metrics(emb, ids) == retrieval_metrics(scaled, ids)
+    assert retrieval_metrics(emb, ids, metric="euclidean") != retrieval_metrics(scaled, ids, metric="euclidean")
+    with pytest.raises(ValueError, match="known: cosine, euclidean"):
+        retrieval_metrics(emb, ids, metric="manhattan")
+    with pytest.raises(ValueError, match="19 identities for 20"):
+        retrieval_metrics(emb, ids[:-1])
+    with pytest.raises(ValueError, match="NaN"):
+        retrieval_metrics(np.full((3, 2), np.nan), [0, 0, 1])
