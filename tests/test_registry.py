@@ -6,10 +6,20 @@ from zfutils import models
 from zfutils.models import registry
 
 NAMES = sorted(models.BACKBONES)
+INPAINTING = [n for n in NAMES if models.BACKBONES[n].family == "inpainting"]
 
 
-def test_all_four_inpainting_backbones_are_registered():
-    assert {"aotgan", "deepfillv2", "edgeconnect", "lama"} <= set(NAMES)
+def test_all_four_inpainting_backbones_and_both_baselines_are_registered():
+    assert set(INPAINTING) == {"aotgan", "deepfillv2", "edgeconnect", "lama"}
+    assert {n for n in NAMES if models.BACKBONES[n].family == "baseline"} == {"efficientnet", "inceptionv3"}
+
+
+def test_every_backbone_has_a_params_file_of_its_family():
+    from zfutils import config
+
+    assert set(config.available("backbones")) == set(NAMES)
+    for name in NAMES:
+        assert config.resolve("smoke", name)["backbone"]["family"] == models.BACKBONES[name].family
 
 
 def test_unknown_backbone_lists_the_known_ones():
@@ -17,7 +27,7 @@ def test_unknown_backbone_lists_the_known_ones():
         registry.get("resnet")
 
 
-@pytest.fixture(scope="module", params=NAMES)
+@pytest.fixture(scope="module", params=INPAINTING)
 def small(request):
     torch.manual_seed(0)
     b = registry.get(request.param)
@@ -52,8 +62,9 @@ def test_encoder_embedding_size_and_cam_layer(small):
     assert encoder_params <= {id(p) for p in generator.parameters()}  # the encoder shares the generator's weights
 
 
-def test_pretrained_missing_file_names_it(small, tmp_path):
-    backbone, _, _ = small
+@pytest.mark.parametrize("name", NAMES)
+def test_pretrained_missing_file_names_it(name, tmp_path):
+    backbone = registry.get(name)
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         registry.load_pretrained(backbone.name, tmp_path / "nothing-here")
     assert backbone.checkpoint_hint

@@ -7,8 +7,8 @@ from zfutils.data.splits import assign_splits
 from zfutils.data.torchsets import ClassificationSet, InpaintingSet
 
 
-def split_data(tmp_path, masks=True, size=16):
-    data = read_dataset(write_tiny_dataset(tmp_path / "ds", masks=masks, size=size))
+def split_data(tmp_path, masks=True, size=16, per_session=3):
+    data = read_dataset(write_tiny_dataset(tmp_path / "ds", masks=masks, size=size, per_session=per_session))
     meta, _ = assign_splits(data.meta, config.resolve("quick")["split"], seed=0, has_pattern_masks=masks)
     data.write_metadata(meta)
     return read_dataset(data.root)

@@ -60,7 +60,8 @@ def build_classifier(cfg: dict, backbone: Backbone, state: dict | None, n_classe
         checkpoints.load_strict(generator, state, source=f"the {backbone.name} starting weights")
     c = cfg["classify"]
     return Classifier(backbone=backbone, generator=generator, n_classes=n_classes,
-                      embed_dim=backbone.embed_dim(cfg["model"]["width"]), head=c["head"], arcface=c["arcface"])
+                      embed_dim=backbone.embed_dim(cfg["model"]["width"]), head=c["head"], arcface=c["arcface"],
+                      neck=c["neck"])
 
 
 def cam_watch_set(data: ClassificationSet, n: int) -> dict[str, torch.Tensor]:
@@ -120,7 +121,8 @@ def run_mode(stage: Stage, data: StoredDataset, mode: str, device: str) -> dict:
     trainer = ClassifierTrainer(model=model, mode=mode, run_dir=out, epochs=c["epochs"], batch_size=c["batch_size"],
                                 lr_head=c["lr_head"], lr_encoder=c["lr_encoder"], weight_decay=c["weight_decay"],
                                 seed=cfg["seed"], stamp=_stamp(cfg, mode), max_batches=c["max_batches"],
-                                device=device, on_epoch_end=watcher)
+                                device=device, on_epoch_end=watcher, precise_bn_batches=c["precise_bn_batches"],
+                                calibrate_first=init["init"] == "random")
     best = trainer.fit(train, val, n_classes)
     trainer.load_best()
     result = {"init": init, "best": best, "test": trainer.evaluate(test, n_classes), "classes": train.classes,

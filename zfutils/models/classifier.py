@@ -4,6 +4,13 @@ in the backbone's convention) + global average pooling + one head.
 Heads: `linear` (softmax + cross-entropy, as the study) or `arcface` (sub-center ArcFace with an
 angular margin, as MiewID, from pytorch-metric-learning): its logits are scaled cosines to the
 class centres, so prediction, metrics and Grad-CAM treat both heads alike.
+
+Neck: pooled features of different encoders differ in scale by orders of magnitude (DeepFillV2's
+gated convolutions shrink the signal layer by layer), and a linear head on tiny features barely
+moves per step, so by default a parameter-free layer norm standardises each pooled vector before
+the head (per image, so training and evaluation see the same transform; a batch-norm neck's
+running statistics lag behind in short fine-tuning). `neck="none"` is the study's head.
+Embeddings for retrieval and clustering are the pooled features before the neck.
 """
 from __future__ import annotations
 
@@ -13,14 +20,18 @@ from torch import nn
 from zfutils.models.registry import Backbone
 
 HEADS = ("linear", "arcface")
+NECKS = ("layernorm", "none")
 
 
 class Classifier(nn.Module):
     def __init__(self, *, backbone: Backbone, generator: nn.Module, n_classes: int, embed_dim: int,
-                 head: str = "linear", arcface: dict | None = None):
+                 head: str = "linear", arcface: dict | None = None, neck: str = "layernorm"):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown classification head '{head}'; known heads: {', '.join(HEADS)}")
+        if neck not in NECKS:
+            raise ValueError(f"unknown classification neck '{neck}'; known necks: {', '.join(NECKS)}")
+        self.neck = nn.LayerNorm(embed_dim, elementwise_affine=False) if neck == "layernorm" else nn.Identity()
         self.backbone_name = backbone.name
         self.encoder = backbone.encoder(generator)  # shares the generator's parameters
         self.cam_layer = backbone.cam_layer(generator)
@@ -42,7 +53,8 @@ class Classifier(nn.Module):
         return self.encoder(self._encoder_input(image, zeros)).mean(dim=(2, 3))
 
     def logits(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.head(embedding) if self.head_kind == "linear" else self.head.get_logits(embedding)
+        z = self.neck(embedding)
+        return self.head(z) if self.head_kind == "linear" else self.head.get_logits(z)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.logits(self.embed(image))
@@ -53,7 +65,7 @@ class Classifier(nn.Module):
         logits = self.logits(embedding)
         if self.head_kind == "linear":
             return nn.functional.cross_entropy(logits, labels), logits
-        return self.head(embedding, labels), logits
+        return self.head(self.neck(embedding), labels), logits
 
     def freeze_encoder(self) -> None:
         """Shallow mode: no encoder weight or batch-norm statistic may change."""

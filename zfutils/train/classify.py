@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from zfutils.metrics import classification_metrics, confusion
 from zfutils.models.classifier import Classifier
+from zfutils.train import batchnorm
 from zfutils.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from zfutils.train.inpaint import NonFiniteLoss
 from zfutils.train.runlog import JsonLinesLog
@@ -41,6 +42,8 @@ class ClassifierTrainer:
     max_batches: int | None = None
     device: str = "cpu"
     on_epoch_end: Callable[[int, Classifier], dict] | None = None  # extra numbers logged per epoch
+    precise_bn_batches: int = 0     # deep mode: re-estimate batch-norm statistics on this many batches per epoch
+    calibrate_first: bool = False   # random start: estimate batch-norm statistics once before training
     state: dict = field(default_factory=lambda: {"epoch": 0, "iteration": 0, "best_val": -math.inf, "best_epoch": None})
 
     def __post_init__(self):
@@ -115,10 +118,19 @@ class ClassifierTrainer:
         self.log.truncate_after(self.state["iteration"])
         return True
 
+    def _recalibrate(self, train_set, epoch: int) -> int:
+        order = torch.Generator().manual_seed(self.seed * 100_003 + 7919 * epoch)
+        loader = DataLoader(train_set, batch_size=self.batch_size, sampler=RandomSampler(train_set, generator=order))
+        batches = (b for k, b in enumerate(loader) if k < self.precise_bn_batches)
+        return batchnorm.recalibrate(self.model.encoder, lambda b: self.model.embed(b["image"].to(self.device)), batches)
+
     def fit(self, train_set, val_set, n_classes: int) -> dict:
         """Train the remaining epochs; returns the best epoch and its validation accuracy."""
         if not self.resume():
             self.log.path.unlink(missing_ok=True)
+            if self.calibrate_first and self.precise_bn_batches:
+                used = self._recalibrate(train_set, 0)
+                self.log.write(kind="calibration", epoch=0, iteration=0, batches=used)
         while self.state["epoch"] < self.epochs:
             epoch = self.state["epoch"] + 1
             order = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -133,6 +145,8 @@ class ClassifierTrainer:
                 losses.append(self.train_step(batch))
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
             self.state["epoch"] = epoch
+            if self.mode == "deep" and self.precise_bn_batches:
+                self._recalibrate(train_set, epoch)
             val = self.evaluate(val_set, n_classes)
             extra = self.on_epoch_end(epoch, self.model) if self.on_epoch_end else {}
             self.log.write(kind="epoch", epoch=epoch, iteration=self.state["iteration"], mode=self.mode,

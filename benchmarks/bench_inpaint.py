@@ -1,0 +1,282 @@
+"""Training-step cost of every inpainting backbone: time and peak memory of one discriminator
+update plus one generator update (the backbone's configured loss recipe), at the quick and the
+paper size, on CPU and, when torch sees one, on CUDA.
+
+    python benchmarks/bench_inpaint.py [--sizes quick,paper --backbones aotgan,lama --device cpu
+                                        --steps N --batch B --threads T]
+
+Each (backbone, size, device) is measured in a fresh subprocess (`--one BACKBONE SIZE DEVICE`),
+so that the CPU memory high-water mark (ru_maxrss, process-wide and monotonic) belongs to that
+configuration alone. A size is a preset (params/presets/<size>.yaml): image size, width, blocks
+and batch come from it; the backbone's loss recipe from params/backbones/<name>.yaml, with
+`missing_weights: drop` (terms whose pretrained network is absent are dropped and listed).
+Writes benchmarks/results/inpaint.json (machine, settings, rows, git sha, load average).
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported: no spinning idle threads
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from zfutils import config
+from zfutils.models import BACKBONES, get
+from zfutils.provenance import git_sha
+from zfutils.train.inpaint import InpaintTrainer
+from zfutils.train.recipe import LossRecipe
+
+RESULTS = Path(__file__).resolve().parent / "results" / "inpaint.json"
+DEFAULT_STEPS = {"quick": 5, "paper": 3}   # timed steps per size (others: 3), after --warmup steps
+CPU_PAPER_BATCH = 2                         # paper size on CPU by default: batch 8 takes about 4x as long
+MIB = 2 ** 20
+
+
+def inpainting_backbones() -> list[str]:
+    return sorted(name for name, b in BACKBONES.items() if b.family == "inpainting" and b.build_discriminator)
+
+
+def make_batch(batch: int, size: int, seed: int = 0) -> dict:
+    """Random images and a hole per image: one rectangle (a quarter to a half of each side) plus
+    dilated speckle over ~10 % of the image, 1 = hole."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, 3, size, size, generator=g)
+    mask = torch.zeros(batch, 1, size, size)
+    for k in range(batch):
+        h, w = (int(v) for v in torch.randint(size // 4, size // 2 + 1, (2,), generator=g))
+        y, x = (int(v) for v in torch.randint(0, size - max(h, w) + 1, (2,), generator=g))
+        mask[k, :, y:y + h, x:x + w] = 1
+    speckle = (torch.rand(batch, 1, size, size, generator=g) < 0.012).float()
+    mask = torch.maximum(mask, torch.nn.functional.max_pool2d(speckle, 3, stride=1, padding=1))
+    return {"image": image, "mask": mask}
+
+
+def _rss_now() -> int | None:
+    """Current resident set size in bytes (Linux); None elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _rss_peak() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB, macOS bytes
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def build_trainer(backbone: str, preset: str, device: str, run_dir: Path, overrides: dict | None = None):
+    """The stage-02 trainer for `backbone` at `preset`'s scale, as the pipeline builds it."""
+    cfg = config.resolve(preset, backbone, overrides)
+    b = get(backbone)
+    generator = b.build_generator(width=cfg["model"]["width"], blocks=cfg["model"]["blocks"])
+    discriminator = b.build_discriminator(width=cfg["model"]["width"])
+    recipe = LossRecipe.from_config({**cfg["inpaint"], "missing_weights": "drop"})
+    ic = cfg["inpaint"]
+    trainer = InpaintTrainer(backbone=b, generator=generator, discriminator=discriminator, recipe=recipe,
+                             run_dir=run_dir, epochs=1, batch_size=ic["batch_size"], lr_g=ic["lr_g"], lr_d=ic["lr_d"],
+                             betas=tuple(ic["betas"]), grad_clip=ic["grad_clip"], device=device)
+    return cfg, trainer
+
+
+def measure(backbone: str, size: str, device: str = "cpu", *, steps: int | None = None, batch: int | None = None,
+            warmup: int = 1, threads: int | None = None, overrides: dict | None = None) -> dict:
+    """Time `steps` training steps after `warmup` ones and record peak memory; one table row.
+
+    CPU memory: `rss_peak_mib` is the process's RSS high-water mark after the steps, and
+    `step_mem_mib` that mark minus the RSS just before the first (warm-up) step, i.e. what the
+    steps add to the built models and batch: gradients, Adam state, activations, the loss
+    networks' work. Only a fresh process makes it this configuration's own (the CLI runs one).
+    CUDA memory: torch.cuda.max_memory_allocated (reset before the warm-up), with the same split.
+    """
+    torch.manual_seed(0)
+    if threads:
+        torch.set_num_threads(threads)
+    steps = steps or DEFAULT_STEPS.get(size, 3)
+    with tempfile.TemporaryDirectory(prefix="bench_inpaint_") as run_dir:
+        cfg, trainer = build_trainer(backbone, size, device, Path(run_dir), overrides)
+        batch = batch or cfg["inpaint"]["batch_size"]
+        image_size = cfg["data"]["image_size"]
+        data = make_batch(batch, image_size)
+        data = {k: v.to(device) for k, v in data.items()}
+        cuda = device.startswith("cuda")
+        sync = torch.cuda.synchronize if cuda else (lambda: None)
+        if cuda:
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        else:
+            base = _rss_now()
+        for _ in range(warmup):
+            trainer.train_step(data)
+        times = []
+        for _ in range(steps):
+            sync()
+            t0 = time.perf_counter()
+            trainer.train_step(data)
+            sync()
+            times.append(time.perf_counter() - t0)
+        peak = torch.cuda.max_memory_allocated() if cuda else _rss_peak()
+    median = statistics.median(times)
+    return {
+        "backbone": backbone, "size": size, "device": device, "image_size": image_size, "batch": batch,
+        "width": cfg["model"]["width"], "blocks": cfg["model"]["blocks"], "threads": torch.get_num_threads(),
+        "warmup_steps": warmup, "steps": steps, "step_seconds": [round(t, 4) for t in times],
+        "median_step_s": round(median, 4), "min_step_s": round(min(times), 4),
+        "images_per_s": round(batch / median, 2),
+        "memory": "cuda_max_allocated" if cuda else "rss_high_water",
+        "peak_mem_mib": round(peak / MIB, 1),
+        "step_mem_mib": None if base is None else round((peak - base) / MIB, 1),
+        "generator_params": _count(trainer.generator), "discriminator_params": _count(trainer.discriminator),
+        "loss_terms": {k: v for k, v in trainer.recipe.terms().items() if v}, "dropped_terms": trainer.recipe.dropped,
+        "grad_clip": cfg["inpaint"]["grad_clip"],
+    }
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(0)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _names(kind: str, known: list[str]):
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {kind} {', '.join(map(repr, unknown)) or repr(text)}; "
+                                             f"known {kind}s: {', '.join(known)}")
+        return names
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    backbones, presets = inpainting_backbones(), config.available("presets")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbones", type=_names("backbone", backbones), default=backbones)
+    parser.add_argument("--sizes", type=_names("size", presets), default=["quick", "paper"],
+                        help="presets whose image size, width, blocks and batch are used")
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                        help="all: CPU, and CUDA when torch sees a GPU")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"timed steps (default per size: {DEFAULT_STEPS}, others 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--batch", type=int, default=None,
+                        help=f"default: the preset's inpaint.batch_size, but {CPU_PAPER_BATCH} for paper on CPU")
+    parser.add_argument("--threads", type=int, default=_default_threads(), help="torch threads (default: all cores)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--one", nargs=3, metavar=("BACKBONE", "SIZE", "DEVICE"),
+                        help="measure one configuration in this process and print its row as JSON")
+    args = parser.parse_args(argv)
+    if args.one:
+        if args.one[0] not in backbones or args.one[1] not in presets or args.one[2] not in ("cpu", "cuda"):
+            parser.error(f"--one needs BACKBONE SIZE DEVICE with BACKBONE in {backbones}, SIZE in {presets} "
+                         "and DEVICE cpu or cuda")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda was asked for but torch sees no CUDA GPU")
+    return args
+
+
+def _batch_for(args, size: str, device: str) -> int | None:
+    if args.batch:
+        return args.batch
+    return CPU_PAPER_BATCH if (size == "paper" and device == "cpu") else None
+
+
+def _run_one(args, backbone: str, size: str, device: str) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", backbone, size, device,
+           "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    batch = _batch_for(args, size, device)
+    cmd += ["--steps", str(args.steps)] * bool(args.steps) + ["--batch", str(batch)] * bool(batch)
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"measuring {backbone} {size} {device} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _table(rows: list[dict]) -> str:
+    head = (f"{'backbone':<12}{'size':<7}{'px':>4}{'batch':>6}{'device':>7}{'G Mpar':>8}{'D Mpar':>8}"
+            f"{'s/step':>9}{'img/s':>8}{'peak MiB':>10}{'step MiB':>10}  dropped terms")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        step_mem = "-" if r["step_mem_mib"] is None else f"{r['step_mem_mib']:.0f}"
+        lines.append(f"{r['backbone']:<12}{r['size']:<7}{r['image_size']:>4}{r['batch']:>6}{r['device']:>7}"
+                     f"{r['generator_params'] / 1e6:>8.2f}{r['discriminator_params'] / 1e6:>8.2f}"
+                     f"{r['median_step_s']:>9.3f}{r['images_per_s']:>8.2f}{r['peak_mem_mib']:>10.0f}{step_mem:>10}"
+                     f"  {', '.join(r['dropped_terms']) or '-'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.one:
+        backbone, size, device = args.one
+        row = measure(backbone, size, device, steps=args.steps, batch=args.batch, warmup=args.warmup,
+                      threads=args.threads)
+        print(json.dumps(row))
+        return
+    devices = ["cpu", "cuda"] if args.device == "all" and torch.cuda.is_available() else \
+        ["cpu"] if args.device == "all" else [args.device]
+    print(f"torch {torch.__version__}, {args.threads} torch threads, OMP_WAIT_POLICY=PASSIVE, "
+          f"devices: {', '.join(f'{d} ({_device_name(d)})' for d in devices)}", flush=True)
+    load_before = os.getloadavg()
+    rows = []
+    for device in devices:
+        for size in args.sizes:
+            for backbone in args.backbones:
+                rows.append(_run_one(args, backbone, size, device))
+                r = rows[-1]
+                print(f"  {backbone} {size} {device}: {r['median_step_s']:.3f} s/step", file=sys.stderr, flush=True)
+    load_after = os.getloadavg()
+    print(_table(rows))
+    print("s/step: median wall time of one D update + one G update (after warm-up); img/s = batch / s/step")
+    print("peak MiB: CPU RSS high-water mark of the measuring process (CUDA: max_memory_allocated); "
+          "step MiB: that peak minus the memory before the first step (grads, Adam state, activations)")
+    if any(r["device"] == "cpu" and r["size"] == "paper" and r["batch"] != 8 for r in rows):
+        print(f"paper on CPU runs at batch {CPU_PAPER_BATCH}, not the preset's 8, to keep the default run short "
+              "(batch 8: about 4x the time and the activation memory); --batch 8 to measure it")
+    print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+    result = {
+        "machine": {"cpu_count": os.cpu_count(), "usable_cores": _default_threads(), "torch": torch.__version__,
+                    "python": platform.python_version(), "platform": platform.platform(),
+                    "devices": {d: _device_name(d) for d in devices}},
+        "settings": {"backbones": args.backbones, "sizes": args.sizes, "devices": devices, "steps": args.steps,
+                     "default_steps": DEFAULT_STEPS, "warmup": args.warmup, "batch": args.batch,
+                     "cpu_paper_batch": CPU_PAPER_BATCH, "threads": args.threads, "omp_wait_policy": "PASSIVE",
+                     "missing_weights": "drop", "one_process_per_row": True},
+        "load_average": {"before": load_before, "after": load_after},
+        "git_sha": git_sha(), "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
