@@ -32,7 +32,7 @@ def classifier(name, head="linear"):
 def test_every_backbone_learns_in_both_modes(name, mode, tiny, tmp_path):
     train, _ = tiny
     model = classifier(name)
-    trainer = ClassifierTrainer(model=model, mode=mode, run_dir=tmp_path, epochs=5, batch_size=8, lr_head=1e-2,
+    trainer = ClassifierTrainer(model=model, mode=mode, run_dir=tmp_path, epochs=8, batch_size=8, lr_head=1e-2,
                                 lr_encoder=1e-4, seed=0, stamp="t", precise_bn_batches=4)
     trainer._recalibrate(train, 0)  # a random start's batch-norm statistics are placeholders (what fit does first)
     encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}

@@ -92,3 +92,19 @@ def test_cosine_ignores_scale_and_bad_input_is_rejected():
         retrieval_metrics(emb, ids[:-1])
     with pytest.raises(ValueError, match="NaN"):
         retrieval_metrics(np.full((3, 2), np.nan), [0, 0, 1])
+
+
+def test_queries_mask_asks_only_the_marked_images():
+    import numpy as np
+
+    from zfutils.retrieval import retrieval_metrics
+
+    # two fish on a line; only images 0 and 3 ask, everything else is gallery
+    emb = np.array([[0.0], [0.1], [0.2], [1.0], [1.1], [5.0]])
+    ids = np.array(["a", "a", "b", "b", "b", "a"])
+    out = retrieval_metrics(emb, ids, ks=(1,), metric="euclidean", queries=np.array([1, 0, 0, 1, 0, 0], bool))
+    # query 0 (a): nearest 0.1 (a) -> hit; query 3 (b): nearest 1.1 (b) -> hit
+    assert out["n_queries"] == 2 and out["top1"] == 1.0
+    # query 0 ranks 0.1(a) 0.2(b) 1.0(b) 1.1(b) 5.0(a): AP = (1/1 + 2/5) / 2 = 0.7
+    # query 3 ranks 1.1(b) 0.2(b) 0.1(a) 0.0(a) 5.0(a): AP = (1/1 + 2/2) / 2 = 1
+    assert abs(out["mAP"] - (0.7 + 1.0) / 2) < 1e-12

@@ -53,3 +53,10 @@ def test_no_masks_no_inpainting_set(tmp_path):
         InpaintingSet(data, "train")
     item = ClassificationSet(data, "train")[0]
     assert item["fish"].sum() == 0
+
+
+def test_classification_set_of_several_splits(tmp_path):
+    data = split_data(tmp_path)
+    every = ClassificationSet(data, ("train", "val", "test"))
+    assert len(every) == sum(len(ClassificationSet(data, s)) for s in ("train", "val", "test"))
+    assert every.classes == ClassificationSet(data, "test").classes

@@ -98,12 +98,18 @@ def embed_set(model: Classifier, data, batch_size: int, device: str) -> np.ndarr
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
-def retrieval_on(model: Classifier, data: ClassificationSet, cfg: dict, device: str) -> dict:
-    if len(data) < 2:
-        return {"n_queries": 0}
-    vectors = embed_set(model, data, cfg["embed"]["batch_size"], device)
-    return retrieval_metrics(vectors, data.rows["identity"].to_numpy(), data.rows["session"].to_numpy(),
-                             ks=tuple(cfg["classify"]["retrieval_ks"]))
+def retrieval_on(model: Classifier, data: StoredDataset, column: str, protocol: str, cfg: dict, device: str) -> dict:
+    """Retrieval with this model's embeddings. `gallery`: the test images of split `column` query
+    every other classification image (the reference images of known individuals); `loo`: the test
+    images query each other (held-out individuals, who have no reference images)."""
+    rows = ClassificationSet(data, "test" if protocol == "loo" else ("train", "val", "test"), column=column)
+    if len(rows) < 2:
+        return {"n_queries": 0, "protocol": protocol}
+    vectors = embed_set(model, rows, cfg["embed"]["batch_size"], device)
+    queries = None if protocol == "loo" else (rows.rows[column] == "test").to_numpy()
+    out = retrieval_metrics(vectors, rows.rows["identity"].to_numpy(), rows.rows["session"].to_numpy(),
+                            ks=tuple(cfg["classify"]["retrieval_ks"]), queries=queries)
+    return {**out, "protocol": protocol}
 
 
 def run_mode(stage: Stage, data: StoredDataset, mode: str, device: str) -> dict:
@@ -127,9 +133,8 @@ def run_mode(stage: Stage, data: StoredDataset, mode: str, device: str) -> dict:
     trainer.load_best()
     result = {"init": init, "best": best, "test": trainer.evaluate(test, n_classes), "classes": train.classes,
               "history": [r for r in trainer.log.read() if r.get("kind") == "epoch"],
-              "retrieval": {"test": retrieval_on(model, test, cfg, device)}}
-    open_test = ClassificationSet(data, "test", column="split_open")
-    result["retrieval"]["open"] = retrieval_on(model, open_test, cfg, device)
+              "retrieval": {"test": retrieval_on(model, data, "split", "gallery", cfg, device),
+                            "open": retrieval_on(model, data, "split_open", "loo", cfg, device)}}
     if mode == "deep":
         vectors = embed_set(model, test, cfg["embed"]["batch_size"], device)
         save_embeddings(stage.dir / "embeddings_ref.npz", vectors, test, kind="refined", backbone=backbone.name)

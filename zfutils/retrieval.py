@@ -5,7 +5,11 @@ Frames of one recording are near duplicates, so with `sessions` given, images of
 identity and session leave its gallery (other fish of that session stay, as negatives); a query
 with no positive left is skipped and counted. Ties in score are broken against the query
 (negatives before positives, then by index), so a collapsed encoder scores near zero instead of
-riding on the order of the files."""
+riding on the order of the files.
+
+`queries` (a boolean mask) restricts which images ask: the usual re-identification protocol, in
+which test images query a gallery of every other image (the reference images of known
+individuals among them)."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,19 +18,24 @@ METRICS = ("cosine", "euclidean")
 
 
 def query_ranks(embeddings, identities, sessions=None, metric: str = "cosine",
-                chunk_elements: int = 2**20) -> tuple[np.ndarray, np.ndarray]:
-    """Per query: the 0-based rank of its first true match and its average precision
-    (mean precision at the ranks of its positives); -1 and NaN for a skipped query."""
+                chunk_elements: int = 2**20, queries=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per query (every image, or those `queries` marks): the 0-based rank of its first true
+    match and its average precision (mean precision at the ranks of its positives); -1 and NaN
+    for a skipped query."""
     emb, ids, sess = _check(embeddings, identities, sessions, metric)
     n = len(emb)
+    asking = np.arange(n) if queries is None else np.flatnonzero(np.asarray(queries, dtype=bool))
+    if queries is not None and len(np.asarray(queries)) != n:
+        raise ValueError(f"queries marks {len(np.asarray(queries))} images, embeddings hold {n}")
     if metric == "cosine":
         emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     sq = (emb**2).sum(axis=1)
-    first, ap = np.full(n, -1, dtype=np.int64), np.full(n, np.nan)
+    first, ap = np.full(len(asking), -1, dtype=np.int64), np.full(len(asking), np.nan)
     cols = np.arange(n)
     step = max(1, chunk_elements // max(n, 1))
-    for start in range(0, n, step):
-        q = cols[start:start + step]
+    for start in range(0, len(asking), step):
+        q = asking[start:start + step]
+        rows = np.arange(start, start + len(q))
         score = emb[q] @ emb.T
         if metric == "euclidean":
             score = 2 * score - sq[q, None] - sq[None, :]  # minus the squared distance
@@ -42,15 +51,16 @@ def query_ranks(embeddings, identities, sessions=None, metric: str = "cosine",
         n_pos = hit.sum(axis=1)
         precision = np.cumsum(hit, axis=1) / np.arange(1, n + 1)
         kept = n_pos > 0
-        first[q[kept]] = hit[kept].argmax(axis=1)
-        ap[q[kept]] = (precision * hit).sum(axis=1)[kept] / n_pos[kept]
+        first[rows[kept]] = hit[kept].argmax(axis=1)
+        ap[rows[kept]] = (precision * hit).sum(axis=1)[kept] / n_pos[kept]
     return first, ap
 
 
-def retrieval_metrics(embeddings, identities, sessions=None, ks=(1, 5), metric: str = "cosine") -> dict:
+def retrieval_metrics(embeddings, identities, sessions=None, ks=(1, 5), metric: str = "cosine",
+                      queries=None) -> dict:
     """`top{k}` for each k (share of queries with a true match among their k nearest), `mAP`,
     `n_queries` (queries scored) and `n_skipped` (queries left without a positive)."""
-    first, ap = query_ranks(embeddings, identities, sessions, metric)
+    first, ap = query_ranks(embeddings, identities, sessions, metric, queries=queries)
     kept = first >= 0
     out = {f"top{k}": _mean(first[kept] < k) for k in ks}
     out.update(mAP=_mean(ap[kept]), n_queries=int(kept.sum()), n_skipped=int((~kept).sum()))

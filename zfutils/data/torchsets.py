@@ -68,13 +68,14 @@ class InpaintingSet(_StoredImages):
 
 
 class ClassificationSet(_StoredImages):
-    """Classification images of one split with an all-zero mask (as the study) and integer labels.
-    `column` picks the split (`split`, the configured one, or e.g. `split_session`)."""
+    """Classification images of one split (or several: a tuple) with an all-zero mask (as the study)
+    and integer labels. `column` picks the split rule (`split`, the configured one, or e.g. `split_session`)."""
 
-    def __init__(self, data: StoredDataset, split: str, column: str = "split", with_masks: bool = True):
+    def __init__(self, data: StoredDataset, split: str | tuple[str, ...], column: str = "split", with_masks: bool = True):
         if column not in data.meta.columns:
             raise ValueError(f"metadata.csv of {data.root} has no column '{column}'; run stage 01 to write the splits")
-        rows = data.meta[(data.meta["task"] == "classify") & (data.meta[column] == split)]
+        wanted = (split,) if isinstance(split, str) else tuple(split)
+        rows = data.meta[(data.meta["task"] == "classify") & data.meta[column].isin(wanted)]
         super().__init__(data, rows, with_masks=with_masks)
         labelled = data.meta[(data.meta["task"] == "classify") & data.meta[column].isin(["train", "val", "test"])]
         self.classes = sorted(labelled["identity"].astype(str).unique())
