@@ -105,12 +105,14 @@ def test_main_exit_codes_and_summary(stand_ins, monkeypatch, capsys):
     assert "unknown preset 'nope'" in capsys.readouterr().err
 
 
-def test_smoke_pipeline_runs_the_real_stages_for_the_four_inpainting_backbones(tmp_path, monkeypatch):
+def test_smoke_pipeline_runs_the_real_stages_for_every_backbone(tmp_path, monkeypatch):
     monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
     four = ["aotgan", "deepfillv2", "edgeconnect", "lama"]
-    jobs = pipeline.run("smoke", four, stage_names=["01", "02"],
-                        overrides={"data.synth.per_individual": 12, "data.synth.sessions": 3})
-    assert all(j.status == "done" for j in jobs), [(j.label, j.message) for j in jobs]
+    baselines = ["efficientnet", "inceptionv3"]
+    jobs = pipeline.run("smoke", four + baselines, stage_names=["01", "02", "03"],
+                        overrides={"data.synth.per_individual": 16, "data.synth.sessions": 4})
+    assert all(j.status in ("done", "n/a") for j in jobs), [(j.label, j.message) for j in jobs]
+    assert {j.backbone for j in jobs if j.status == "n/a"} == set(baselines)  # no inpainting stage for baselines
     for backbone in four:
         run_dir = paths.stage_dir("smoke", "02_inpaint_patterns", backbone)
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -118,10 +120,14 @@ def test_smoke_pipeline_runs_the_real_stages_for_the_four_inpainting_backbones(t
         assert set(metrics["test"]) == {"test_l1", "test_psnr", "test_ssim"}
         assert (run_dir / "embeddings.npz").is_file() and (run_dir / "checkpoints" / "best.pt").is_file()
         assert (paths.figures_dir("smoke") / f"{backbone}_02_inpaint_patterns_examples.png").is_file()
-    run_dir = paths.stage_dir("smoke", "01_prepare_dataset")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["n_images"] == 6 * 12 and metrics["n_identities"] == 6 and metrics["image_size"] == 64
-    assert {"config.yaml", "run.json", "01_prepare_dataset.ipynb", "split_table.csv"} <= {p.name for p in run_dir.iterdir()}
-    assert (run_dir / "figures" / "sample_grid.png").is_file()
-    assert (paths.figures_dir("smoke") / "01_prepare_dataset_sample_grid.png").is_file()
-    assert (paths.data_dir("smoke", "synth") / "metadata.csv").is_file()
+    for backbone in four + baselines:
+        run_dir = paths.stage_dir("smoke", "03_finetune_classifier", backbone)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        for mode in ("shallow", "deep"):
+            m = metrics[mode]
+            assert m["init"]["init"] == ("inpainting" if backbone in four else "random")
+            assert len(m["history"]) == 2 and {"val_accuracy", "val_macro_f1", "cam_pattern"} <= set(m["history"][0])
+            assert {"accuracy", "macro_recall", "macro_f1", "confusion"} <= set(m["test"])
+            assert {"top1", "top5", "mAP"} <= set(m["retrieval"]["test"]) and m["retrieval"]["open"]["n_queries"] > 0
+        assert (run_dir / "embeddings_ref.npz").is_file()
+        assert (paths.figures_dir("smoke") / f"{backbone}_03_finetune_classifier_gradcam_deep.png").is_file()

@@ -1,0 +1,57 @@
+"""Stage 03's plumbing: where a classifier's weights come from, the watched images, the tables."""
+import numpy as np
+import pytest
+import torch
+
+from tests.test_torchsets import split_data
+from zfutils import classification, config, paths
+from zfutils.data.torchsets import ClassificationSet
+from zfutils.models import get
+
+
+def test_initial_state_by_parameter(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
+    cfg = config.resolve("smoke", "aotgan", {"classify.init": "random"})
+    assert classification.initial_state(cfg, get("aotgan")) == (None, {"init": "random"})
+    cfg = config.resolve("smoke", "aotgan")  # auto: the stage-02 checkpoint, which is missing here
+    with pytest.raises(FileNotFoundError, match="run stage 02 for aotgan first"):
+        classification.initial_state(cfg, get("aotgan"))
+    best = paths.stage_dir("smoke", "02_inpaint_patterns", "aotgan") / "checkpoints" / "best.pt"
+    best.parent.mkdir(parents=True)
+    generator = get("aotgan").build_generator(width=0.125, blocks=1)
+    torch.save({"generator": generator.state_dict()}, best)
+    state, record = classification.initial_state(cfg, get("aotgan"))
+    assert record["init"] == "inpainting" and set(state) == set(generator.state_dict())
+    with pytest.raises(FileNotFoundError):  # explicitly asked-for official weights must exist
+        classification.initial_state(config.resolve("smoke", "aotgan", {"classify.init": "pretrained",
+                                                                        "model.pretrained": str(tmp_path / "G.pt")}),
+                                     get("aotgan"))
+
+
+def test_baseline_without_imagenet_weights_starts_random_and_says_why(tmp_path, monkeypatch):
+    import zfutils.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "cache_dir", lambda: tmp_path / "empty")
+    state, record = classification.initial_state(config.resolve("smoke", "efficientnet"), get("efficientnet"))
+    assert state is None and record["init"] == "random" and "efficientnet_b0" in record["why"]
+
+
+def test_cam_watch_set_spreads_over_identities(tmp_path):
+    data = split_data(tmp_path, per_session=6)
+    val = ClassificationSet(data, ("train", "val", "test"))
+    watch = classification.cam_watch_set(val, 3)
+    assert sorted(val.classes[int(k)] for k in watch["label"]) == ["fish_0", "fish_1", "fish_2"]
+    assert watch["image"].shape[0] == 3 and watch["pattern"].dtype == torch.bool
+
+
+def test_tables_from_results():
+    results = {m: {"init": {"init": "random"}, "best": {"best_epoch": 2},
+                   "test": {"accuracy": 0.5, "macro_recall": 0.4, "macro_f1": 0.3},
+                   "retrieval": {"test": {"top1": 0.9, "top5": 1.0, "mAP": 0.8, "n_queries": 10, "protocol": "gallery"},
+                                 "open": {"top1": 0.5, "top5": 0.9, "mAP": 0.6, "n_queries": 7, "protocol": "loo"}}}
+               for m in ("shallow", "deep")}
+    table = classification.test_table(results, "lama", chance=1 / 6)
+    assert table.loc[("lama", "deep"), "accuracy"] == 0.5 and np.isclose(table["chance"].iloc[0], 1 / 6)
+    retrieval = classification.retrieval_table(results, "lama")
+    assert retrieval.loc[("lama", "shallow", "open (unseen)"), "n_queries"] == 7
+    assert len(retrieval) == 4
