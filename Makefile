@@ -37,6 +37,7 @@ lab: venv
 
 bench: venv
 	$(PY) benchmarks/bench_synth.py
+	$(PY) benchmarks/bench_inpaint.py
 
 data: venv
 	$(PY) -m zfutils.data synth --out data/$(PRESET)/synth
