@@ -33,3 +33,39 @@ def save_atomic(obj: dict, path: Path) -> Path:
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint this project wrote (plain containers of tensors and numbers)."""
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+class Resumable:
+    """What the trainers share: a run folder with `last.pt` (resume) and `best.pt` (later stages),
+    batches shuffled by (seed, epoch), and resuming only a checkpoint of the same configuration.
+    Expects `run_dir`, `seed`, `stamp`, `batch_size`, `state` and `log` on the object."""
+
+    @property
+    def last_path(self) -> Path:
+        return Path(self.run_dir) / "checkpoints" / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return Path(self.run_dir) / "checkpoints" / "best.pt"
+
+    def epoch_loader(self, data, epoch: int, salt: int = 0, drop_last: bool = True):
+        """The epoch's batches in an order fixed by (seed, epoch), so a resumed run sees what an
+        uninterrupted one would."""
+        from torch.utils.data import DataLoader, RandomSampler
+
+        order = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 7919 * salt)
+        return DataLoader(data, batch_size=self.batch_size, sampler=RandomSampler(data, generator=order),
+                          drop_last=drop_last and len(data) > self.batch_size)
+
+    def resumable_checkpoint(self) -> dict | None:
+        """last.pt if it belongs to this configuration, with the random state restored and log
+        lines written after it dropped; None otherwise (and a fresh log)."""
+        if self.last_path.is_file():
+            ckpt = load_checkpoint(self.last_path)
+            if ckpt.get("stamp") == self.stamp:
+                self.state = dict(ckpt["state"])
+                set_rng_state(ckpt["rng"])
+                self.log.truncate_after(self.state["iteration"])
+                return ckpt
+        self.log.path.unlink(missing_ok=True)
+        return None

@@ -13,13 +13,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from zfutils.metrics import classification_metrics, confusion
 from zfutils.models.classifier import Classifier
 from zfutils.train import batchnorm
-from zfutils.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from zfutils.train.checkpoint import Resumable, load_checkpoint, rng_state, save_atomic
 from zfutils.train.inpaint import NonFiniteLoss
 from zfutils.train.runlog import JsonLinesLog
 
@@ -28,7 +28,7 @@ MODES = ("shallow", "deep")
 
 
 @dataclass
-class ClassifierTrainer:
+class ClassifierTrainer(Resumable):
     model: Classifier
     mode: str
     run_dir: Path
@@ -58,14 +58,6 @@ class ClassifierTrainer:
             groups.append({"params": [p for p in self.model.encoder.parameters() if p.requires_grad], "lr": self.lr_encoder})
         self.optimizer = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
         self.log = JsonLinesLog(self.run_dir / "train_log.jsonl")
-
-    @property
-    def last_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
-
-    @property
-    def best_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "best.pt"
 
     def train_step(self, batch: dict) -> float:
         self.model.train()
@@ -105,37 +97,27 @@ class ClassifierTrainer:
                 "rng": rng_state(), "stamp": self.stamp, "mode": self.mode}
 
     def resume(self) -> bool:
-        if not self.last_path.is_file():
-            return False
-        ckpt = load_checkpoint(self.last_path)
-        if ckpt.get("stamp") != self.stamp:
-            log.info("ignoring %s: it was written for another configuration", self.last_path)
+        ckpt = self.resumable_checkpoint()
+        if ckpt is None:
             return False
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.state = dict(ckpt["state"])
-        set_rng_state(ckpt["rng"])
-        self.log.truncate_after(self.state["iteration"])
         return True
 
     def _recalibrate(self, train_set, epoch: int) -> int:
-        order = torch.Generator().manual_seed(self.seed * 100_003 + 7919 * epoch)
-        loader = DataLoader(train_set, batch_size=self.batch_size, sampler=RandomSampler(train_set, generator=order))
+        loader = self.epoch_loader(train_set, epoch, salt=1, drop_last=False)
         batches = (b for k, b in enumerate(loader) if k < self.precise_bn_batches)
         return batchnorm.recalibrate(self.model.encoder, lambda b: self.model.embed(b["image"].to(self.device)), batches)
 
     def fit(self, train_set, val_set, n_classes: int) -> dict:
         """Train the remaining epochs; returns the best epoch and its validation accuracy."""
         if not self.resume():
-            self.log.path.unlink(missing_ok=True)
             if self.calibrate_first and self.precise_bn_batches:
                 used = self._recalibrate(train_set, 0)
                 self.log.write(kind="calibration", epoch=0, iteration=0, batches=used)
         while self.state["epoch"] < self.epochs:
             epoch = self.state["epoch"] + 1
-            order = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            loader = DataLoader(train_set, batch_size=self.batch_size, sampler=RandomSampler(train_set, generator=order),
-                                drop_last=len(train_set) > self.batch_size)
+            loader = self.epoch_loader(train_set, epoch)
             n_batches = min(len(loader), self.max_batches or len(loader))
             bar = tqdm(loader, total=n_batches, desc=f"{self.mode} epoch {epoch}/{self.epochs}", leave=False)
             losses = []

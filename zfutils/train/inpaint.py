@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from zfutils import metrics
 from zfutils.models.registry import Backbone
-from zfutils.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from zfutils.train.checkpoint import Resumable, load_checkpoint, rng_state, save_atomic
 from zfutils.train.recipe import LossRecipe
 from zfutils.train.runlog import JsonLinesLog
 
@@ -31,7 +31,7 @@ class NonFiniteLoss(RuntimeError):
 
 
 @dataclass
-class InpaintTrainer:
+class InpaintTrainer(Resumable):
     backbone: Backbone
     generator: nn.Module
     discriminator: nn.Module
@@ -59,14 +59,6 @@ class InpaintTrainer:
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=tuple(self.betas))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=tuple(self.betas))
         self.log = JsonLinesLog(self.run_dir / "train_log.jsonl")
-
-    @property
-    def last_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
-
-    @property
-    def best_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "best.pt"
 
     # --- steps ---------------------------------------------------------------------------
     def _batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,19 +119,13 @@ class InpaintTrainer:
 
     def resume(self) -> bool:
         """Continue from last.pt when it belongs to this config; returns whether it did."""
-        if not self.last_path.is_file():
-            return False
-        ckpt = load_checkpoint(self.last_path)
-        if ckpt.get("stamp") != self.stamp:
-            log.info("ignoring %s: it was written for another configuration", self.last_path)
+        ckpt = self.resumable_checkpoint()
+        if ckpt is None:
             return False
         self.generator.load_state_dict(ckpt["generator"])
         self.discriminator.load_state_dict(ckpt["discriminator"])
         self.opt_g.load_state_dict(ckpt["opt_g"])
         self.opt_d.load_state_dict(ckpt["opt_d"])
-        self.state = dict(ckpt["state"])
-        set_rng_state(ckpt["rng"])
-        self.log.truncate_after(self.state["iteration"])
         log.info("resumed from %s at epoch %d, iteration %d", self.last_path, self.state["epoch"], self.state["iteration"])
         return True
 
@@ -151,14 +137,10 @@ class InpaintTrainer:
     # --- the loop ------------------------------------------------------------------------
     def fit(self, train_set, val_set) -> dict:
         """Train for the remaining epochs; returns the Table 3 facts."""
-        if not self.resume():
-            self.log.path.unlink(missing_ok=True)
-        self.generator.to(self.device)
+        self.resume()
         while self.state["epoch"] < self.epochs:
             epoch = self.state["epoch"] + 1
-            order = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            loader = DataLoader(train_set, batch_size=self.batch_size, sampler=RandomSampler(train_set, generator=order),
-                                drop_last=len(train_set) > self.batch_size)
+            loader = self.epoch_loader(train_set, epoch)
             n_batches = min(len(loader), self.max_batches or len(loader))
             bar = tqdm(loader, total=n_batches, desc=f"{self.backbone.name} epoch {epoch}/{self.epochs}", leave=False)
             for k, batch in enumerate(bar):
