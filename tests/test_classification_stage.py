@@ -55,3 +55,21 @@ def test_tables_from_results():
     retrieval = classification.retrieval_table(results, "lama")
     assert retrieval.loc[("lama", "shallow", "open (unseen)"), "n_queries"] == 7
     assert len(retrieval) == 4
+
+
+def test_cam_watcher_saves_cams_overlays_and_focus_shares(tmp_path):
+    data = split_data(tmp_path, size=32)
+    val = ClassificationSet(data, ("train", "val", "test"))
+    backbone = get("aotgan")
+    from zfutils.models.classifier import Classifier
+
+    model = Classifier(backbone=backbone, generator=backbone.build_generator(width=0.125, blocks=1), n_classes=3,
+                       embed_dim=backbone.embed_dim(0.125))
+    watcher = classification.CamWatcher(classification.cam_watch_set(val, 3), tmp_path)
+    shares = watcher(1, model)
+    assert set(shares) >= {"cam_pattern", "cam_fish_outside_pattern", "cam_background"}
+    finite = [v for k, v in shares.items() if k != "cam_n_empty" and np.isfinite(v)]
+    assert not finite or abs(sum(finite) - 1) < 1e-5
+    assert (tmp_path / "cams" / "epoch_001.png").is_file()
+    with np.load(tmp_path / "cams.npz") as saved:
+        assert saved["epoch_001"].shape == (3, 32, 32)

@@ -79,9 +79,17 @@ class CamWatcher:
         self.cams: dict[int, np.ndarray] = {}
 
     def __call__(self, epoch: int, model: Classifier) -> dict:
+        import matplotlib.pyplot as plt
+
+        from zfutils.plots import cam_grid
+
         cams = grad_cams(model, model.cam_layer, self.watch["image"], self.watch["label"].tolist())
         self.cams[epoch] = cams
         np.savez_compressed(self.out / "cams.npz", **{f"epoch_{e:03d}": c.astype(np.float16) for e, c in self.cams.items()})
+        (self.out / "cams").mkdir(exist_ok=True)
+        fig = cam_grid(self.watch["image"], {epoch: cams}, title=f"epoch {epoch}")
+        fig.savefig(self.out / "cams" / f"epoch_{epoch:03d}.png", dpi=80, bbox_inches="tight")
+        plt.close(fig)
         shares = cam_mass_shares(cams, self.watch["fish"][:, 0].numpy(), self.watch["pattern"][:, 0].numpy())
         return {f"cam_{k.removeprefix('mean_')}": float(v) for k, v in shares.items() if np.ndim(v) == 0}
 
