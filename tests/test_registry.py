@@ -68,3 +68,13 @@ def test_pretrained_missing_file_names_it(name, tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         registry.load_pretrained(backbone.name, tmp_path / "nothing-here")
     assert backbone.checkpoint_hint
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_missing_fill_is_the_models_neutral_input(name):
+    """A region filled with `missing_fill` reaches the network as its 'nothing here' value."""
+    backbone = registry.get(name)
+    fill = torch.tensor(backbone.missing_fill).view(1, 3, 1, 1).expand(1, 3, 8, 8)
+    seen = backbone.encoder_input(fill.clone(), torch.zeros(1, 1, 8, 8))[:, :3]
+    expected = {"aotgan": 1.0, "edgeconnect": 1.0, "deepfillv2": 0.0, "lama": 0.0, "efficientnet": 0.0, "inceptionv3": 0.0}
+    assert torch.allclose(seen, torch.full_like(seen, expected[name]), atol=1e-5)

@@ -180,4 +180,5 @@ BACKBONE = register(Backbone(
     cam_layer=cam_layer,
     embed_dim=embed_dim,
     checkpoint_hint=CHECKPOINT_HINT,
+    missing_fill=(1.0, 1.0, 1.0),
 ))

@@ -175,4 +175,5 @@ BACKBONE = register(Backbone(
     checkpoint_hint=("nipponjo/deepfillv2-pytorch README, 'Pretrained models' (Google Drive): pass "
                      "states_pt_places2.pth (fine-tuned, networks.py) or states_tf_places2.pth (converted TF "
                      "weights, networks_tf.py); load_pretrained reports which under 'variant'"),
+    missing_fill=(0.5, 0.5, 0.5),
 ))

@@ -169,4 +169,5 @@ BACKBONE = register(Backbone(
     checkpoint_hint=f"places2 weights: {RELEASE} (knazeri/edge-connect README); pass the folder holding "
                     "EdgeModel_gen.pth and InpaintingModel_gen.pth (EdgeModel_dis.pth / InpaintingModel_dis.pth "
                     "are optional)",
+    missing_fill=(1.0, 1.0, 1.0),
 ))

@@ -23,6 +23,7 @@ from torchvision.models import EfficientNet, efficientnet_b0
 
 from zfutils.models.baseline_common import checkpoint_hint, imagenet_normalise, official_size_only, read_imagenet_state
 from zfutils.models.registry import Backbone, register
+from zfutils.pretrained import IMAGENET_MEAN
 
 NAME = "efficientnet"
 FILE = "efficientnet_b0_rwightman-7f5810bc.pth"   # torchvision EfficientNet_B0_Weights.IMAGENET1K_V1
@@ -76,4 +77,5 @@ BACKBONE = register(Backbone(
     cam_layer=cam_layer,
     embed_dim=embed_dim,
     checkpoint_hint=CHECKPOINT_HINT,
+    missing_fill=IMAGENET_MEAN,  # normalises to 0: the network's neutral input
 ))

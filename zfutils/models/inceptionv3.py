@@ -103,4 +103,5 @@ BACKBONE = register(Backbone(
     cam_layer=cam_layer,
     embed_dim=embed_dim,
     checkpoint_hint=CHECKPOINT_HINT,
+    missing_fill=(0.5, 0.5, 0.5),  # 0 in its [-1, 1] input: the network's neutral value
 ))

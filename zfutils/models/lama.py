@@ -230,4 +230,5 @@ BACKBONE = register(Backbone(
     cam_layer=cam_layer,
     embed_dim=embed_dim,
     checkpoint_hint=HOW_TO_GET,
+    missing_fill=(0.0, 0.0, 0.0),
 ))

@@ -42,6 +42,10 @@ class Backbone:
     - `encoder(generator)`: a module mapping that tensor to a feature map (NCHW).
     - `cam_layer(generator)`: the Grad-CAM target layer.
     - `embed_dim(width)`: channels of the encoder's feature map.
+    - `missing_fill`: the RGB value in [0, 1] that the model's input convention gives a missing
+      pixel (AOT-GAN and EdgeConnect fill holes with white, DeepFillV2 with 0 in [-1, 1], i.e. grey,
+      LaMa with black, the ImageNet baselines with the mean colour); the region ablation fills
+      removed regions with it, so every model sees "nothing there" as it was trained to.
     """
     name: str
     family: str
@@ -55,6 +59,7 @@ class Backbone:
     cam_layer: Callable[[nn.Module], nn.Module]
     embed_dim: Callable[[float], int]
     checkpoint_hint: str = ""
+    missing_fill: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 
 BACKBONES: dict[str, Backbone] = {}
