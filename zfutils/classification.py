@@ -120,34 +120,56 @@ def retrieval_on(model: Classifier, data: StoredDataset, column: str, protocol: 
     return {**out, "protocol": protocol}
 
 
-def run_mode(stage: Stage, data: StoredDataset, mode: str, device: str) -> dict:
-    """Train, test and score one mode; its files live in <stage dir>/<mode>/."""
-    cfg, c = stage.cfg, stage.cfg["classify"]
+def train_classifier(cfg: dict, mode: str, sets: dict, out: Path, device: str, watcher=None,
+                     tag: str = "") -> tuple[ClassifierTrainer, dict, dict]:
+    """Build the configured classifier from its starting weights and train it on `sets` (train,
+    val) in `mode`, resuming in `out`; returns the trainer (best epoch loaded), the best epoch
+    summary and where the weights came from. Stages 03 and 04 share it."""
+    c = cfg["classify"]
     backbone = get(cfg["backbone"]["name"])
-    train, val, test = (ClassificationSet(data, s) for s in ("train", "val", "test"))
-    n_classes = len(train.classes)
+    n_classes = len(sets["train"].classes)
     state, init = initial_state(cfg, backbone)
     torch.manual_seed(cfg["seed"])
     model = build_classifier(cfg, backbone, state, n_classes)
-    out = stage.dir / mode
     out.mkdir(parents=True, exist_ok=True)
-    watcher = CamWatcher(cam_watch_set(val, c["cam_images"]), out)
     trainer = ClassifierTrainer(model=model, mode=mode, run_dir=out, epochs=c["epochs"], batch_size=c["batch_size"],
                                 lr_head=c["lr_head"], lr_encoder=c["lr_encoder"], weight_decay=c["weight_decay"],
-                                seed=cfg["seed"], stamp=_stamp(cfg, mode), max_batches=c["max_batches"],
+                                seed=cfg["seed"], stamp=_stamp(cfg, f"{mode}{tag}"), max_batches=c["max_batches"],
                                 device=device, on_epoch_end=watcher, precise_bn_batches=c["precise_bn_batches"],
                                 calibrate_first=init["init"] == "random")
-    best = trainer.fit(train, val, n_classes)
+    best = trainer.fit(sets["train"], sets["val"], n_classes)
     trainer.load_best()
-    result = {"init": init, "best": best, "test": trainer.evaluate(test, n_classes), "classes": train.classes,
+    return trainer, best, init
+
+
+def run_mode(stage: Stage, data: StoredDataset, mode: str, device: str) -> dict:
+    """Train, test and score one mode; its files live in <stage dir>/<mode>/."""
+    cfg = stage.cfg
+    sets = {s: ClassificationSet(data, s) for s in ("train", "val", "test")}
+    out = stage.dir / mode
+    out.mkdir(parents=True, exist_ok=True)
+    watcher = CamWatcher(cam_watch_set(sets["val"], cfg["classify"]["cam_images"]), out)
+    trainer, best, init = train_classifier(cfg, mode, sets, out, device, watcher=watcher)
+    model, classes = trainer.model, sets["train"].classes
+    result = {"init": init, "best": best, "test": trainer.evaluate(sets["test"], len(classes)), "classes": classes,
               "history": [r for r in trainer.log.read() if r.get("kind") == "epoch"],
               "retrieval": {"test": retrieval_on(model, data, "split", "gallery", cfg, device),
                             "open": retrieval_on(model, data, "split_open", "loo", cfg, device)}}
     if mode == "deep":
-        vectors = embed_set(model, test, cfg["embed"]["batch_size"], device)
-        save_embeddings(stage.dir / "embeddings_ref.npz", vectors, test, kind="refined", backbone=backbone.name)
+        save_refined_embeddings(stage, data, model, device)
     result["watcher"], result["trainer"] = watcher, trainer
     return result
+
+
+def save_refined_embeddings(stage: Stage, data: StoredDataset, model: Classifier, device: str) -> None:
+    """The refined (`ref-`) embeddings for clustering: the test split, and the held-out
+    individuals of the open split."""
+    batch = stage.cfg["embed"]["batch_size"]
+    for name, column in (("embeddings_ref.npz", "split"), ("embeddings_ref_open.npz", "split_open")):
+        rows = ClassificationSet(data, "test", column=column)
+        if len(rows):
+            save_embeddings(stage.dir / name, embed_set(model, rows, batch, device), rows, kind="refined",
+                            backbone=model.backbone_name, split=column)
 
 
 def finetune_classifiers(stage: Stage, data: StoredDataset) -> dict[str, dict]:

@@ -70,12 +70,15 @@ def finetune(stage: Stage, data: StoredDataset) -> dict:
     table3 = trainer.fit(InpaintingSet(data, "train", flips), InpaintingSet(data, "val", flips))
     best = trainer.load_best()
     test = evaluate_inpainting(backbone, best, InpaintingSet(data, "test", flips), ic["batch_size"], device)
-    test_set = ClassificationSet(data, "test")
-    vectors = embed(backbone, best, test_set, cfg["embed"]["batch_size"], device)
-    save_embeddings(stage.dir / "embeddings.npz", vectors, test_set, kind="inpainting", backbone=backbone.name)
+    for name, column in (("embeddings.npz", "split"), ("embeddings_open.npz", "split_open")):
+        rows = ClassificationSet(data, "test", column=column)  # the test split; the held-out individuals
+        if len(rows):
+            vectors = embed(backbone, best, rows, cfg["embed"]["batch_size"], device)
+            save_embeddings(stage.dir / name, vectors, rows, kind="inpainting", backbone=backbone.name, split=column)
     stage.log_metrics(init=init, loss_terms=recipe.terms(), dropped_terms=recipe.dropped, table3=table3, test=test,
                       sizes=parameter_counts(backbone, generator, discriminator, cfg["model"]["width"]),
-                      embeddings={"file": "embeddings.npz", "n": int(len(vectors)), "dim": int(vectors.shape[1])},
+                      embeddings={"files": ["embeddings.npz", "embeddings_open.npz"],
+                                  "dim": backbone.embed_dim(cfg["model"]["width"])},
                       device=device)
     return {"trainer": trainer, "backbone": backbone, "generator": best, "table3": table3, "test": test}
 
