@@ -4,3 +4,4 @@ from zfutils.plots.data import (  # noqa: F401
     FISH_COLOUR, PATTERN_COLOUR, class_balance, overlay_masks, pick_samples, sample_grid,
 )
 from zfutils.plots.inpaint import inpainting_examples, loss_curves  # noqa: F401
+from zfutils.plots.regions import ablation_bars, condition_grid  # noqa: F401
