@@ -1,0 +1,51 @@
+"""Stage 05's work: how well a backbone's embeddings cluster by individual, before (inpainting
+only, stage 02) and after (refined, the deep classifier of stage 03) fine-tuning; the study's
+Table 4 rows `<backbone>` and `ref-<backbone>`, on the test split and on held-out individuals."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from zfutils import cluster, paths
+from zfutils.embed import load_embeddings
+
+SOURCES = {  # (row-name prefix, stage, file) per split
+    "test": [("", "02_inpaint_patterns", "embeddings.npz"), ("ref-", "03_finetune_classifier", "embeddings_ref.npz")],
+    "open": [("", "02_inpaint_patterns", "embeddings_open.npz"),
+             ("ref-", "03_finetune_classifier", "embeddings_ref_open.npz")],
+}
+
+
+def embedding_files(cfg: dict, split: str = "test") -> dict[str, Path]:
+    """The embedding files of this backbone that exist, by Table 4 row name. Baselines have no
+    inpainting stage, so only their refined row."""
+    backbone = cfg["backbone"]["name"]
+    found = {}
+    for prefix, stage, name in SOURCES[split]:
+        path = paths.stage_dir(cfg["preset"], stage, backbone) / name
+        if path.is_file():
+            found[f"{prefix}{backbone}"] = path
+    if not found:
+        raise FileNotFoundError(f"no embeddings of {backbone} for preset {cfg['preset']} ({split} split); run stages "
+                                "02 and 03 first")
+    return found
+
+
+def load_named(files: dict[str, Path]) -> dict[str, dict[str, np.ndarray]]:
+    return {name: load_embeddings(path) for name, path in files.items()}
+
+
+def table4(named: dict[str, dict], cfg: dict) -> pd.DataFrame:
+    """Table 4 rows (k-means scores, mean over seeds, with their std) for each embedding."""
+    c = cfg["cluster"]
+    return cluster.table4_rows({n: (e["embeddings"], e["identity"]) for n, e in named.items()},
+                               seeds=tuple(c["seeds"]), scaling=c["scaling"])
+
+
+def projections(named: dict[str, dict], cfg: dict) -> dict[tuple[str, str], np.ndarray]:
+    """2-D coordinates per (embedding name, method)."""
+    c = cfg["cluster"]
+    return {(name, method): cluster.project(e["embeddings"], method, seed=cfg["seed"], scaling=c["scaling"])
+            for name, e in named.items() for method in c["methods"]}
