@@ -181,7 +181,28 @@ def finetune_classifiers(stage: Stage, data: StoredDataset) -> dict[str, dict]:
         keep = {k: v for k, v in results[mode].items() if k not in ("watcher", "trainer")}
         stage.log_metrics(**{mode: keep})
     stage.log_metrics(chance=1 / len(results[next(iter(results))]["classes"]), head=stage.cfg["classify"]["head"])
+    if stage.cfg["classify"]["leakage_check"]:
+        stage.log_metrics(leakage=leakage_check(stage, data, results, device))
     return results
+
+
+def leakage_check(stage: Stage, data: StoredDataset, results: dict, device: str) -> dict:
+    """Shallow-mode test accuracy under the study's `random` split and under the `session` split:
+    how much random splits of near-duplicate frames inflate results. The configured split's
+    number is the main shallow run's; the other is trained here."""
+    cfg, out = stage.cfg, {}
+    for rule in ("random", "session"):
+        column = f"split_{rule}"
+        if cfg["split"]["classify"] == rule and "shallow" in results:
+            out[rule] = results["shallow"]["test"]["accuracy"]
+            continue
+        if not data.meta[column].isin(["train"]).any():
+            out[rule] = None  # the rule was impossible for this data (splits.json says why)
+            continue
+        sets = {s: ClassificationSet(data, s, column=column) for s in ("train", "val", "test")}
+        trainer, _, _ = train_classifier(cfg, "shallow", sets, stage.dir / f"leakage_{rule}", device, tag=f"-{rule}")
+        out[rule] = trainer.evaluate(sets["test"], len(sets["train"].classes))["accuracy"]
+    return out
 
 
 def test_table(results: dict[str, dict], backbone: str, chance: float) -> pd.DataFrame:
