@@ -159,7 +159,10 @@ def run(preset: str, backbones: list[str] | None = None, stage_names: list[str] 
                 job.status, job.message = "blocked", "an earlier stage failed"
                 continue
             print(f"[{time.strftime('%H:%M:%S')}] {job.label} ...", flush=True)
-            upstream = shared_stamps + (backbone_stamps[backbone] if backbone else [])
+            # a per-backbone stage depends on the shared stages and its backbone's earlier stages;
+            # a shared stage after per-backbone ones (the report) depends on all of them
+            upstream = shared_stamps + (backbone_stamps[backbone] if backbone
+                                        else [x for b in backbones for x in backbone_stamps[b]])
             result = run_job(job, preset, overrides, upstream, force)
             print(f"[{time.strftime('%H:%M:%S')}] {job.label}: {job.status} {job.message}".rstrip(), flush=True)
             if result is None:

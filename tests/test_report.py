@@ -1,0 +1,68 @@
+"""The report's formatting: best bold, worst italic, ties, direction, mean ± std; and its tables."""
+import json
+
+import numpy as np
+import pandas as pd
+
+from zfutils import config, paths, report
+
+
+def test_mean_std_formats_one_or_several_seeds():
+    assert report.mean_std(0.5) == "0.500"
+    assert report.mean_std([0.5, 0.7]) == "0.600 ± 0.100"
+    assert report.mean_std(None) == "–" and report.mean_std(float("nan")) == "–"
+    assert report.mean_std([0.5, float("nan")]) == "0.500"
+
+
+def test_row_marking_best_bold_worst_italic_with_ties():
+    t = report.Table("t", "T", pd.DataFrame({"a": [0.9, 0.2], "b": [0.1, 0.2], "c": [0.9, 0.5]}, index=["x", "y"]),
+                     "caption", mark="row")
+    text = report.marked(t)
+    assert text.loc["x", "a"] == "**0.900**" and text.loc["x", "c"] == "**0.900**"  # tied best both bold
+    assert text.loc["x", "b"] == "*0.100*"
+    assert text.loc["y", "c"] == "**0.500**" and text.loc["y", "a"] == "*0.200*" and text.loc["y", "b"] == "*0.200*"
+
+
+def test_column_marking_follows_each_metrics_direction():
+    values = pd.DataFrame({"Silhouette": [0.1, 0.5], "Davies-Bouldin": [0.4, 1.2]}, index=["m", "ref-m"])
+    t = report.Table("t4", "T4", values, "c", mark="column", higher_is_better={"Silhouette": True, "Davies-Bouldin": False})
+    text = report.marked(t)
+    assert text.loc["ref-m", "Silhouette"] == "**0.500**" and text.loc["m", "Silhouette"] == "*0.100*"
+    assert text.loc["m", "Davies-Bouldin"] == "**0.400**" and text.loc["ref-m", "Davies-Bouldin"] == "*1.200*"
+
+
+def test_marking_uses_the_mean_of_seeds_and_skips_constant_lines():
+    values = pd.DataFrame({"acc": [[0.5, 0.7], [0.4, 0.4]]}, index=["a", "b"], dtype=object)
+    text = report.marked(report.Table("t", "T", values, "c", mark="column"))
+    assert text.loc["a", "acc"] == "**0.600 ± 0.100**" and text.loc["b", "acc"] == "*0.400 ± 0.000*"
+    flat = report.marked(report.Table("t", "T", pd.DataFrame({"acc": [0.3, 0.3]}), "c", mark="column"))
+    assert not flat["acc"].str.contains(r"\*").any()
+
+
+def test_write_builds_tables_from_stage_metrics(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
+    cfg = config.resolve("smoke")
+    d = paths.stage_dir("smoke", "04_ablate_regions", "lama")
+    d.mkdir(parents=True)
+    d.joinpath("metrics.json").write_text(json.dumps({"results": [
+        {"condition": "pattern_only", "mode": "deep", "accuracy": 0.8},
+        {"condition": "no_pattern", "mode": "deep", "accuracy": 0.3},
+        {"condition": "pattern_only", "mode": "shallow", "accuracy": 0.5},
+        {"condition": "no_pattern", "mode": "shallow", "accuracy": 0.4}]}))
+    d3 = paths.stage_dir("smoke", "03_finetune_classifier", "lama")
+    d3.mkdir(parents=True)
+    mode = {"init": {"init": "inpainting"}, "test": {"accuracy": 0.7, "macro_recall": 0.7, "macro_f1": 0.6},
+            "retrieval": {"test": {"top1": 0.5, "top5": 0.9, "mAP": 0.4}, "open": {"top1": 0.3, "top5": 0.8, "mAP": 0.3}},
+            "history": [{"cam_pattern": 0.6, "cam_fish_outside_pattern": 0.3, "cam_background": 0.1}]}
+    d3.joinpath("metrics.json").write_text(json.dumps({"shallow": mode, "deep": mode, "chance": 1 / 6,
+                                                       "leakage": {"random": 0.9, "session": 0.7}}))
+    found = report.write(cfg, ["lama", "aotgan"])
+    names = {t.name for t in found}
+    assert {"table1_ablation_deep", "table2_ablation_shallow", "classification", "retrieval", "pattern_focus", "leakage"} <= names
+    table1 = pd.read_csv(paths.figures_dir("smoke") / "table1_ablation_deep.csv", index_col=0)
+    assert table1.loc["lama", "pattern_only"] == 0.8
+    md = (paths.figures_dir("smoke") / "table1_ablation_deep.md").read_text()
+    assert "**0.800**" in md and "*0.300*" in md and "chance = 0.167" in md and "Split: session" in md
+    leakage = pd.read_csv(paths.figures_dir("smoke") / "leakage.csv", index_col=0)
+    assert np.isclose(leakage.loc["lama", "inflation"], 0.2)
+    assert "Table 1" in (paths.figures_dir("smoke") / "report.md").read_text()

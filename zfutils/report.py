@@ -1,0 +1,169 @@
+"""Stage 06's work: gather every backbone's results into the study's Tables 1-4 plus retrieval,
+pattern-focus, classification and leakage tables, as CSV and Markdown under figures/<preset>/.
+Best entries are bold and worst italic, as the study marks them; every table says its split and
+chance level; a cell with several seeds reads mean ± std."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from zfutils import paths
+from zfutils.cluster import DIRECTION
+
+TABLE4_COLUMNS = {"ari": "AdjRand", "mi": "MutInfo", "nmi": "NMI", "silhouette": "Silhouette",
+                  "davies_bouldin": "Davies-Bouldin", "calinski_harabasz": "Calinski-Harabasz"}
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    values: pd.DataFrame        # numbers (or lists of numbers, one per seed)
+    caption: str
+    mark: str | None = None     # "row" or "column": where best/worst are marked
+    higher_is_better: dict | bool = True
+
+
+def mean_std(value, digits: int = 3) -> str:
+    """One number, or mean ± std of several (one per seed); NaN and missing read '–'."""
+    values = [v for v in np.atleast_1d(value) if v is not None and np.isfinite(v)] if value is not None else []
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+
+
+def marked(table: Table, digits: int = 3) -> pd.DataFrame:
+    """Formatted cells, the best of each row or column in **bold** and the worst in *italic*."""
+    means = table.values.map(lambda v: np.nan if v is None else float(np.mean(np.atleast_1d(v))))
+    text = table.values.map(lambda v: mean_std(v, digits))
+    if table.mark is None:
+        return text
+    lines = means.iterrows() if table.mark == "row" else means.items()
+    for key, line in lines:
+        higher = table.higher_is_better if isinstance(table.higher_is_better, bool) else \
+            table.higher_is_better.get(key, True)
+        line = line.dropna()
+        if len(line) < 2 or line.max() == line.min():
+            continue
+        top, bottom = (line.max(), line.min()) if higher else (line.min(), line.max())
+        cell = (lambda k: (key, k)) if table.mark == "row" else (lambda k: (k, key))
+        for k in line.index[line == top]:      # ties are all marked, as the study's "region(s)"
+            text.loc[cell(k)] = f"**{text.loc[cell(k)]}**"
+        for k in line.index[line == bottom]:
+            text.loc[cell(k)] = f"*{text.loc[cell(k)]}*"
+    return text
+
+
+def stage_metrics(preset: str, stage: str, backbones) -> dict[str, dict]:
+    """metrics.json of `stage` for each backbone that has one."""
+    found = {}
+    for b in backbones:
+        path = paths.stage_dir(preset, stage, b) / "metrics.json"
+        if path.is_file():
+            found[b] = json.loads(path.read_text())
+    return found
+
+
+def _label(backbone: str, m03: dict) -> str:
+    """Row label; a backbone that started from random weights says so in every table."""
+    init = m03.get(backbone, {}).get("deep", {}).get("init", {}).get("init")
+    return f"{backbone} (random init)" if init == "random" else backbone
+
+
+def _split_note(cfg: dict, chance: float | None) -> str:
+    rule = cfg["split"]["classify"]
+    why = {"random": "random split of images, as the study (near-duplicate frames can sit on both sides)",
+           "session": "recording sessions kept apart", "open": "held-out individuals"}[rule]
+    chance_text = f"; chance = {chance:.3f}" if chance else ""
+    return f"Split: {rule} ({why}){chance_text}."
+
+
+def tables(cfg: dict, backbones) -> list[Table]:
+    """Every report table that the available runs allow."""
+    preset = cfg["preset"]
+    m02, m03 = stage_metrics(preset, "02_inpaint_patterns", backbones), stage_metrics(preset, "03_finetune_classifier", backbones)
+    m04, m05 = stage_metrics(preset, "04_ablate_regions", backbones), stage_metrics(preset, "05_cluster_embeddings", backbones)
+    chance = next((m["chance"] for m in m03.values() if "chance" in m), None)
+    note = _split_note(cfg, chance)
+    out = []
+    for number, mode in ((1, "deep"), (2, "shallow")):
+        rows = {_label(b, m03): {r["condition"]: r["accuracy"] for r in m["results"] if r["mode"] == mode}
+                for b, m in m04.items() if "results" in m}
+        if rows:
+            out.append(Table(f"table{number}_ablation_{mode}", f"Table {number}: test accuracy by visible region, {mode} fine-tuning",
+                             pd.DataFrame(rows).T, f"{note} Best region per model in bold, worst in italic.", mark="row"))
+    if m02:
+        rows = {b: {"lowest validation generator loss": m["table3"]["best_val_g_loss"], "batch size": m["table3"]["batch_size"],
+                    "iterations": m["table3"]["best_iteration"], "test L1 (hole)": m["test"]["test_l1"],
+                    "test PSNR (hole)": m["test"]["test_psnr"], "test SSIM (hole)": m["test"]["test_ssim"]}
+                for b, m in m02.items()}
+        starts = ", ".join(f"{b} {m['init']['generator']}" for b, m in m02.items())
+        out.append(Table("table3_inpainting", "Table 3: inpainting checkpoints used downstream", pd.DataFrame(rows).T,
+                         f"Inpainting split 80:16:4 by source image. Initialised from: {starts}."))
+    for split, key in (("test", "table4"), ("open", "table4_open")):
+        rows = {name: {label: row.get(metric) for metric, label in TABLE4_COLUMNS.items()}
+                for m in m05.values() for name, row in m.get(key, {}).items()}
+        if rows:
+            where = "classification test split" if split == "test" else "held-out individuals (open split)"
+            out.append(Table(f"table4_clustering_{split}", f"Table 4: k-means clustering of the embeddings, {where}",
+                             pd.DataFrame(rows).T, f"{note} k = number of individuals; mean over k-means seeds. "
+                             "Best per column in bold, worst in italic.", mark="column",
+                             higher_is_better={label: DIRECTION[metric] == "higher" for metric, label in TABLE4_COLUMNS.items()}))
+    if m03:
+        out += _classification_tables(m03, note)
+    return out
+
+
+def _classification_tables(m03: dict, note: str) -> list[Table]:
+    cls, ret, focus, leak = {}, {}, {}, {}
+    for b, m in m03.items():
+        label = _label(b, m03)
+        for mode in ("shallow", "deep"):
+            if mode not in m:
+                continue
+            r = m[mode]
+            cls[f"{label} {mode}"] = {"accuracy": r["test"]["accuracy"], "macro recall": r["test"]["macro_recall"],
+                                      "macro F1": r["test"]["macro_f1"]}
+            for split, name in (("test", "known, gallery"), ("open", "unseen, leave-one-out")):
+                got = r["retrieval"].get(split, {})
+                ret[f"{label} {mode}"] = {**ret.get(f"{label} {mode}", {}),
+                                          **{f"{k} ({name})": got.get(k) for k in ("top1", "top5", "mAP")}}
+            last = r["history"][-1] if r["history"] else {}
+            focus[f"{label} {mode}"] = {"pattern": last.get("cam_pattern"), "fish outside pattern": last.get("cam_fish_outside_pattern"),
+                                        "background": last.get("cam_background")}
+        if m.get("leakage"):
+            rnd, ses = m["leakage"].get("random"), m["leakage"].get("session")
+            leak[label] = {"random split": rnd, "session split": ses,
+                           "inflation": None if rnd is None or ses is None else rnd - ses}
+    out = [Table("classification", "Classification: test metrics of the fine-tuned classifiers", pd.DataFrame(cls).T,
+                 f"{note} Best per column in bold, worst in italic.", mark="column"),
+           Table("retrieval", "Retrieval: top-k and mAP of the classifiers' embeddings", pd.DataFrame(ret).T,
+                 f"{note} Known individuals: test images query all other classification images, same individual and "
+                 "session excluded; unseen: the open split's held-out individuals, leave-one-out.", mark="column"),
+           Table("pattern_focus", "Pattern focus: share of Grad-CAM mass at the last epoch", pd.DataFrame(focus).T,
+                 f"{note} Fixed validation images; shares of pattern, rest of the fish and background add up to 1.")]
+    if leak:
+        out.append(Table("leakage", "Leakage check: shallow test accuracy, random vs session split", pd.DataFrame(leak).T,
+                         "Same images and training; only the split differs. Inflation = random - session."))
+    return out
+
+
+def write(cfg: dict, backbones) -> list[Table]:
+    """Write every table as CSV (numbers) and Markdown (marked, with caption) under
+    figures/<preset>/, plus report.md with all of them."""
+    target = paths.figures_dir(cfg["preset"])
+    target.mkdir(parents=True, exist_ok=True)
+    found = tables(cfg, backbones)
+    parts = [f"# Report: preset {cfg['preset']}\n"]
+    for t in found:
+        t.values.map(lambda v: np.nan if v is None else float(np.mean(np.atleast_1d(v)))).to_csv(target / f"{t.name}.csv")
+        text = f"## {t.title}\n\n{marked(t).to_markdown(disable_numparse=True)}\n\n{t.caption}\n"
+        (target / f"{t.name}.md").write_text(text)
+        parts.append(text)
+    (target / "report.md").write_text("\n".join(parts))
+    return found
