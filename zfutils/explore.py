@@ -93,6 +93,8 @@ class EmbeddingExplorer:
             from zfutils.train.checkpoint import load_checkpoint
 
             run = paths.stage_dir(self.preset, "03_finetune_classifier", backbone)
+            if not (run / "deep" / "checkpoints" / "best.pt").is_file():
+                raise FileNotFoundError(run / "deep" / "checkpoints" / "best.pt")
             cfg = yaml.safe_load((run / "config.yaml").read_text())
             classes = json.loads((run / "metrics.json").read_text())["deep"]["classes"]
             model = build_classifier(cfg, get(backbone), None, len(classes))
@@ -114,10 +116,14 @@ class EmbeddingExplorer:
             if self.data.has_masks:
                 panels.append((overlay_masks(image, self.data.mask(image_id, "fish"), self.data.mask(image_id, "pattern")),
                                "fish outline · pattern"))
-            model, classes = self.classifier(self.backbone.value)
-            tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None] / 255
-            cam = grad_cams(model, model.cam_layer, tensor, [classes.index(str(row["identity"]))])[0]
-            panels.append((overlay(image / 255.0, cam), f"Grad-CAM ({self.backbone.value}, deep)"))
+            try:
+                model, classes = self.classifier(self.backbone.value)
+            except FileNotFoundError as err:
+                print(f"no Grad-CAM: the deep classifier of {self.backbone.value} is missing ({err}); run stage 03")
+            else:
+                tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None] / 255
+                cam = grad_cams(model, model.cam_layer, tensor, [classes.index(str(row["identity"]))])[0]
+                panels.append((overlay(image / 255.0, cam), f"Grad-CAM ({self.backbone.value}, deep)"))
             fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3))
             for ax, (shown, title) in zip(np.atleast_1d(axes), panels):
                 ax.imshow(shown)
