@@ -35,7 +35,7 @@ def test_unknown_key_in_preset_file_names_file(tmp_path, monkeypatch):
 
 
 def test_unknown_preset_and_backbone_list_known():
-    with pytest.raises(config.ConfigError, match="known presets: paper, quick, smoke"):
+    with pytest.raises(config.ConfigError, match="known presets: paper, quick, shortcut, smoke"):
         config.resolve("huge")
     with pytest.raises(config.ConfigError, match="known backbones: .*aotgan"):
         config.resolve("smoke", "resnet")
@@ -65,3 +65,25 @@ def test_overrides_from_args_parses_yaml_scalars():
         "data.image_size": 96, "split.classify": "open", "data.path": None}
     with pytest.raises(config.ConfigError, match="key.path=value"):
         config.overrides_from_args(["oops"])
+
+
+def test_a_preset_can_extend_another():
+    quick, shortcut = config.resolve("quick"), config.resolve("shortcut")
+    assert config.preset_chain("shortcut") == ["quick", "shortcut"]
+    assert shortcut["preset"] == "shortcut" and shortcut["data"]["synth"]["shortcut_background"] is True
+    assert {k: v for k, v in shortcut.items() if k not in ("preset", "data")} == \
+        {k: v for k, v in quick.items() if k not in ("preset", "data")}
+
+
+def test_circular_or_unknown_extends_is_named(tmp_path, monkeypatch):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "backbones").mkdir()
+    (tmp_path / "defaults.yaml").write_text("a: 1\n")
+    (tmp_path / "presets" / "x.yaml").write_text("extends: y\n")
+    (tmp_path / "presets" / "y.yaml").write_text("extends: x\n")
+    (tmp_path / "presets" / "z.yaml").write_text("extends: nowhere\n")
+    monkeypatch.setattr(config, "PARAMS_DIR", tmp_path)
+    with pytest.raises(config.ConfigError, match="extends '[xy]', which is unknown or circular"):
+        config.resolve("x")
+    with pytest.raises(config.ConfigError, match="extends 'nowhere'"):
+        config.resolve("z")

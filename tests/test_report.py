@@ -66,3 +66,17 @@ def test_write_builds_tables_from_stage_metrics(tmp_path, monkeypatch):
     leakage = pd.read_csv(paths.figures_dir("smoke") / "leakage.csv", index_col=0)
     assert np.isclose(leakage.loc["lama", "inflation"], 0.2)
     assert "Table 1" in (paths.figures_dir("smoke") / "report.md").read_text()
+
+
+def test_shortcut_table_compares_with_the_base_preset(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
+    for preset, pattern, nopattern in (("quick", 0.8, 0.2), ("shortcut", 0.8, 0.9)):
+        d = paths.stage_dir(preset, "04_ablate_regions", "lama")
+        d.mkdir(parents=True)
+        d.joinpath("metrics.json").write_text(json.dumps({"results": [
+            {"condition": "pattern_only", "mode": m, "accuracy": pattern} for m in ("deep", "shallow")] + [
+            {"condition": "no_pattern", "mode": m, "accuracy": nopattern} for m in ("deep", "shallow")]}))
+    found = {t.name: t for t in report.tables(config.resolve("shortcut"), ["lama"])}
+    table = found["shortcut"].values
+    assert table.loc["lama deep", "no_pattern (quick)"] == 0.2 and table.loc["lama deep", "no_pattern (shortcuts)"] == 0.9
+    assert "shortcut" not in {t.name for t in report.tables(config.resolve("quick"), ["lama"])}

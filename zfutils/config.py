@@ -68,13 +68,30 @@ def dotted_to_nested(overrides: Mapping[str, Any]) -> dict:
     return nested
 
 
+def preset_base(preset: str) -> str | None:
+    """The preset a preset file `extends` (a variant that changes a few keys of another), if any."""
+    return load_yaml(PARAMS_DIR / "presets" / f"{preset}.yaml").get("extends")
+
+
+def preset_chain(preset: str) -> list[str]:
+    """Presets to merge, base first: [quick, shortcut] for `shortcut` extending `quick`."""
+    chain = [preset]
+    while (base := preset_base(chain[0])) is not None:
+        if base in chain or base not in available("presets"):
+            raise ConfigError(f"params/presets/{chain[0]}.yaml extends '{base}', which is unknown or circular; "
+                              f"known presets: {', '.join(available('presets'))}")
+        chain.insert(0, base)
+    return chain
+
+
 def resolve(preset: str, backbone: str | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
     """The run's configuration. Raises ConfigError for an unknown preset, backbone or key."""
     if preset not in available("presets"):
         raise ConfigError(f"unknown preset '{preset}'; known presets: {', '.join(available('presets'))}")
     cfg = load_yaml(PARAMS_DIR / "defaults.yaml")
-    cfg = deep_merge(cfg, load_yaml(PARAMS_DIR / "presets" / f"{preset}.yaml"),
-                     origin=f"params/presets/{preset}.yaml")
+    for name in preset_chain(preset):
+        layer = {k: v for k, v in load_yaml(PARAMS_DIR / "presets" / f"{name}.yaml").items() if k != "extends"}
+        cfg = deep_merge(cfg, layer, origin=f"params/presets/{name}.yaml")
     cfg["preset"] = preset
     if backbone:
         if backbone not in available("backbones"):

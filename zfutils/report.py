@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from zfutils import paths
+from zfutils import config, paths
 from zfutils.cluster import DIRECTION
 
 TABLE4_COLUMNS = {"ari": "AdjRand", "mi": "MutInfo", "nmi": "NMI", "silhouette": "Silhouette",
@@ -116,7 +116,33 @@ def tables(cfg: dict, backbones) -> list[Table]:
                              higher_is_better={label: DIRECTION[metric] == "higher" for metric, label in TABLE4_COLUMNS.items()}))
     if m03:
         out += _classification_tables(m03, note)
-    return out
+    shortcut = _shortcut_table(cfg, m04, backbones, note)
+    return out + ([shortcut] if shortcut else [])
+
+
+SHORTCUT_CONDITIONS = ("pattern_only", "no_pattern", "background_only")
+
+
+def _shortcut_table(cfg: dict, m04: dict, backbones, note: str) -> Table | None:
+    """The shortcut experiment: a preset that `extends` another and turns on the synthetic data's
+    identity-correlated background and body shape, compared condition by condition with its base."""
+    base, synth = config.preset_base(cfg["preset"]), cfg["data"]["synth"]
+    if not base or not (synth["shortcut_background"] or synth["shortcut_body"]):
+        return None
+    m04_base = stage_metrics(base, "04_ablate_regions", backbones)
+    rows = {}
+    for b in [b for b in m04 if b in m04_base]:
+        for mode in ("deep", "shallow"):
+            acc = {run: {r["condition"]: r["accuracy"] for r in m["results"] if r["mode"] == mode}
+                   for run, m in ((base, m04_base[b]), ("shortcuts", m04[b]))}
+            rows[f"{b} {mode}"] = {f"{c} ({run})": acc[run].get(c) for c in SHORTCUT_CONDITIONS for run in acc}
+    if not rows:
+        return None
+    knobs = [k for k in ("shortcut_background", "shortcut_body") if synth[k]]
+    return Table("shortcut", f"Shortcut experiment: accuracy with and without {', '.join(knobs)}", pd.DataFrame(rows).T,
+                 f"{note} '{base}': pattern-only identity; 'shortcuts': background and/or body shape also identify "
+                 "the fish. A model that uses the pattern keeps its 'pattern only' accuracy and gains little on "
+                 "'no pattern'; one that uses the shortcut gains on 'no pattern' and 'background only'.")
 
 
 def _classification_tables(m03: dict, note: str) -> list[Table]:
