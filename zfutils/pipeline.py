@@ -181,6 +181,9 @@ def summary(jobs: list[Job], preset: str) -> str:
     lines.append("")
     lines.append(f"runs (executed notebooks, config.yaml, metrics.json): {paths.runs_dir(preset)}")
     lines.append(f"figures and tables: {paths.figures_dir(preset)}")
+    report = paths.figures_dir(preset) / "report.md"
+    if report.is_file():
+        lines.append(f"report: {report}")
     return "\n".join(lines)
 
 
