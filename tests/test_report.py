@@ -80,3 +80,9 @@ def test_shortcut_table_compares_with_the_base_preset(tmp_path, monkeypatch):
     table = found["shortcut"].values
     assert table.loc["lama deep", "no_pattern (quick)"] == 0.2 and table.loc["lama deep", "no_pattern (shortcuts)"] == 0.9
     assert "shortcut" not in {t.name for t in report.tables(config.resolve("quick"), ["lama"])}
+
+
+def test_count_columns_read_as_integers():
+    values = pd.DataFrame({"batch size": [8.0, 8.0], "iterations": [252.0, 100.0], "loss": [0.5, 1.0]}, index=["a", "b"])
+    text = report.marked(report.Table("t3", "T3", values, "c"))
+    assert text.loc["a", "batch size"] == "8" and text.loc["b", "iterations"] == "100" and text.loc["b", "loss"] == "1.000"

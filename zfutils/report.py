@@ -41,6 +41,10 @@ def marked(table: Table, digits: int = 3) -> pd.DataFrame:
     """Formatted cells, the best of each row or column in **bold** and the worst in *italic*."""
     means = table.values.map(lambda v: np.nan if v is None else float(np.mean(np.atleast_1d(v))))
     text = table.values.map(lambda v: mean_std(v, digits))
+    for column in means.columns:  # counts (batch size, iterations) read as integers
+        values = means[column].dropna()
+        if len(values) and (values == values.round()).all() and (values.abs() >= 1).all():
+            text[column] = [mean_std(v, 0) for v in table.values[column]]
     if table.mark is None:
         return text
     lines = means.iterrows() if table.mark == "row" else means.items()
