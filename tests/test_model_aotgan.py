@@ -1,23 +1,19 @@
 """AOT-GAN: official keys and shapes, the golden outputs of the official code under the weight
 rule, the checkpoint format, and the scale knobs."""
 import json
-import os
-from pathlib import Path
 
 import pytest
+
+from tests.reference import REFERENCE, needs_reference
 import torch
 
 from zfutils.models import aotgan, registry
 from zfutils.models.checkpoints import CheckpointMismatch, load_strict
 from zfutils.models.weight_rule import apply_rule, weight_sums
-from zfutils.paths import PROJECT_ROOT
 
 torch.set_num_threads(1)
 
-REFERENCE = Path(os.environ.get("ZF_REFERENCE", PROJECT_ROOT.parent / "shared" / "reference"))
 SIZES = ["64x64", "96x128"]
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(),
-                                     reason=f"no reference folder at {REFERENCE} (set ZF_REFERENCE)")
 
 
 def _manifest(net):

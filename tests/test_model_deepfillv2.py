@@ -3,9 +3,10 @@
 import copy
 import json
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
+
+from tests.reference import REFERENCE
 import torch
 
 from zfutils.models import deepfillv2 as df
@@ -15,7 +16,6 @@ from zfutils.models.weight_rule import apply_rule, weight_sums
 
 torch.set_num_threads(1)
 
-REFERENCE = Path("/work/shared/reference")
 NAMES = {"pt": "deepfillv2", "tf": "deepfillv2-tf"}
 SIZES = ["64x64", "96x128"]
 RTOL = 1e-5  # README section 5: not looser, attention mistakes sit at 1e-4

@@ -3,10 +3,10 @@ the official code under the weight rule, the joint pipeline's inputs, the Canny 
 in eval mode, the checkpoint format, and the scale knobs."""
 import json
 import math
-import os
-from pathlib import Path
 
 import pytest
+
+from tests.reference import REFERENCE, needs_reference
 import torch
 import torch.nn.functional as F
 
@@ -15,15 +15,11 @@ from zfutils.models import registry
 from zfutils.models.checkpoints import CheckpointMismatch, load_strict
 from zfutils.models.edgeconnect_edges import gray_and_edges
 from zfutils.models.weight_rule import apply_rule, weight_sums
-from zfutils.paths import PROJECT_ROOT
 
 torch.set_num_threads(1)
 
-REFERENCE = Path(os.environ.get("ZF_REFERENCE", PROJECT_ROOT.parent / "shared" / "reference"))
 SIZES = ["64x64", "96x128"]
 PARTS = ["edge", "inpaint"]
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(),
-                                     reason=f"no reference folder at {REFERENCE} (set ZF_REFERENCE)")
 
 
 def _manifest(part, net):

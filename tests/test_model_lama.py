@@ -1,8 +1,9 @@
 """LaMa big-lama: official layout, golden fidelity, checkpoint reading, scale knobs."""
 import json
-from pathlib import Path
 
 import pytest
+
+from tests.reference import REFERENCE
 import torch
 
 from zfutils.models import lama, registry
@@ -11,7 +12,6 @@ from zfutils.models.weight_rule import apply_rule, weight_sums
 
 torch.set_num_threads(1)
 
-REFERENCE = Path("/work/shared/reference")
 SIZES = ["64x64", "96x128"]
 RTOL = 1e-5                 # README section 5: preact and encoder features
 OUTPUT_ATOL = 2e-4          # sigmoid output, absolute
