@@ -3,10 +3,9 @@ rule, the checkpoint format, and the scale knobs."""
 import json
 
 import pytest
-
-from tests.reference import REFERENCE, needs_reference
 import torch
 
+from tests.reference import REFERENCE, needs_reference
 from zfutils.models import aotgan, registry
 from zfutils.models.checkpoints import CheckpointMismatch, load_strict
 from zfutils.models.weight_rule import apply_rule, weight_sums

@@ -5,10 +5,9 @@ import json
 from collections import OrderedDict
 
 import pytest
-
-from tests.reference import REFERENCE
 import torch
 
+from tests.reference import REFERENCE
 from zfutils.models import deepfillv2 as df
 from zfutils.models.checkpoints import CheckpointMismatch, load_strict
 from zfutils.models.registry import BACKBONES

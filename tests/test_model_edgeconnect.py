@@ -5,11 +5,10 @@ import json
 import math
 
 import pytest
-
-from tests.reference import REFERENCE, needs_reference
 import torch
 import torch.nn.functional as F
 
+from tests.reference import REFERENCE, needs_reference
 from zfutils.models import edgeconnect as ec
 from zfutils.models import registry
 from zfutils.models.checkpoints import CheckpointMismatch, load_strict

@@ -2,10 +2,9 @@
 import json
 
 import pytest
-
-from tests.reference import REFERENCE
 import torch
 
+from tests.reference import REFERENCE
 from zfutils.models import lama, registry
 from zfutils.models.checkpoints import CheckpointMismatch, load_strict
 from zfutils.models.weight_rule import apply_rule, weight_sums
