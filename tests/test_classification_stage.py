@@ -73,3 +73,6 @@ def test_cam_watcher_saves_cams_overlays_and_focus_shares(tmp_path):
     assert (tmp_path / "cams" / "epoch_001.png").is_file()
     with np.load(tmp_path / "cams.npz") as saved:
         assert saved["epoch_001"].shape == (3, 32, 32)
+    resumed = classification.CamWatcher(watcher.watch, tmp_path)  # trained elsewhere (launch, a resumed run)
+    resumed.restore(2)
+    assert list(resumed.cams) == [1] and np.allclose(resumed.cams[1], watcher.cams[1], atol=1e-3)

@@ -92,3 +92,30 @@ def test_evaluate_and_best_checkpoint(tiny, tmp_path):
     truth, pred, _ = trainer.predict(val)
     assert result["accuracy"] == pytest.approx(float(np.mean(truth == pred)))
     assert np.asarray(result["confusion"]).sum() == len(val)
+
+
+def test_shallow_mode_trains_the_head_on_features_computed_once(tiny, tmp_path):
+    """The frozen encoder runs once per image; the head sees the batches an image-by-image loop
+    would, so its weights match a reference loop that embeds every batch afresh."""
+    train, val = tiny
+    model = classifier("aotgan")
+    trainer = ClassifierTrainer(model=model, mode="shallow", run_dir=tmp_path, epochs=2, batch_size=8, lr_head=1e-2,
+                                lr_encoder=1e-4, seed=0, stamp="t")
+    features = trainer.frozen_features(train)
+    with torch.no_grad():
+        direct = torch.cat([model.embed(train[i]["image"][None]) for i in range(len(train))])
+    torch.testing.assert_close(features.embedding, direct, rtol=1e-5, atol=1e-6)
+    assert torch.equal(features.label, torch.stack([train[i]["label"] for i in range(len(train))]))
+
+    reference = classifier("aotgan")
+    reference.freeze_encoder()
+    optimizer = torch.optim.AdamW(reference.head.parameters(), lr=1e-2, weight_decay=0.0)
+    for epoch in (1, 2):
+        for batch in trainer.epoch_loader(train, epoch):
+            loss, _ = reference.loss(batch["image"], batch["label"])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    trainer.fit(train, val, n_classes=3)
+    last = torch.load(trainer.last_path, weights_only=False)["model"]
+    torch.testing.assert_close(last["head.weight"], reference.head.weight.detach(), rtol=1e-4, atol=1e-5)

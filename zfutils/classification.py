@@ -78,6 +78,17 @@ class CamWatcher:
         self.watch, self.out = watch, Path(out)
         self.cams: dict[int, np.ndarray] = {}
 
+    def restore(self, epochs: int) -> None:
+        """Epochs up to `epochs` this process did not train (a resumed run, or training done by
+        zfutils.train.launch) from cams.npz, so the Grad-CAM figures show every epoch."""
+        path = self.out / "cams.npz"
+        if not path.is_file() or all(e in self.cams for e in range(1, epochs + 1)):
+            return
+        with np.load(path) as saved:
+            for epoch in range(1, epochs + 1):
+                if epoch not in self.cams and f"epoch_{epoch:03d}" in saved:
+                    self.cams[epoch] = saved[f"epoch_{epoch:03d}"].astype(np.float32)
+
     def __call__(self, epoch: int, model: Classifier) -> dict:
         import matplotlib.pyplot as plt
 
@@ -142,14 +153,22 @@ def train_classifier(cfg: dict, mode: str, sets: dict, out: Path, device: str, w
     return trainer, best, init
 
 
-def run_mode(stage: Stage, data: StoredDataset, mode: str, device: str) -> dict:
-    """Train, test and score one mode; its files live in <stage dir>/<mode>/."""
-    cfg = stage.cfg
+def train_mode(cfg: dict, data: StoredDataset, mode: str, stage_dir: Path, device: str):
+    """Train one mode in <stage dir>/<mode>/, with Grad-CAM watched every epoch (the stage and
+    zfutils.train.launch share it); returns the sets, the watcher, the trainer, best and init."""
     sets = {s: ClassificationSet(data, s) for s in ("train", "val", "test")}
-    out = stage.dir / mode
+    out = Path(stage_dir) / mode
     out.mkdir(parents=True, exist_ok=True)
     watcher = CamWatcher(cam_watch_set(sets["val"], cfg["classify"]["cam_images"]), out)
     trainer, best, init = train_classifier(cfg, mode, sets, out, device, watcher=watcher)
+    watcher.restore(best["epochs"])
+    return sets, watcher, trainer, best, init
+
+
+def run_mode(stage: Stage, data: StoredDataset, mode: str, device: str) -> dict:
+    """Train, test and score one mode; its files live in <stage dir>/<mode>/."""
+    cfg = stage.cfg
+    sets, watcher, trainer, best, init = train_mode(cfg, data, mode, stage.dir, device)
     model, classes = trainer.model, sets["train"].classes
     result = {"init": init, "best": best, "test": trainer.evaluate(sets["test"], len(classes)), "classes": classes,
               "history": [r for r in trainer.log.read() if r.get("kind") == "epoch"],

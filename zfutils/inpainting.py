@@ -53,21 +53,35 @@ def _stamp(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def build_trainer(cfg: dict, run_dir, device: str) -> tuple[InpaintTrainer, dict]:
+    """The configured trainer writing into `run_dir`, and where its weights came from (the stage
+    and zfutils.train.launch share it, so both train, and resume, the same run)."""
+    backbone, generator, discriminator, init = build_models(cfg)
+    recipe = LossRecipe.from_config(cfg["inpaint"])
+    ic = cfg["inpaint"]
+    trainer = InpaintTrainer(backbone=backbone, generator=generator, discriminator=discriminator, recipe=recipe,
+                             run_dir=run_dir, epochs=ic["epochs"], batch_size=ic["batch_size"], lr_g=ic["lr_g"],
+                             lr_d=ic["lr_d"], betas=tuple(ic["betas"]), seed=cfg["seed"], stamp=_stamp(cfg),
+                             max_batches=ic["max_batches"], val_every=ic["val_every"], grad_clip=ic["grad_clip"],
+                             device=device)
+    return trainer, init
+
+
+def fit(trainer: InpaintTrainer, cfg: dict, data: StoredDataset) -> dict:
+    """Fit on the flipped training images, validate on the flipped validation images (Table 3)."""
+    flips = cfg["split"]["inpaint_flips"]
+    return trainer.fit(InpaintingSet(data, "train", flips), InpaintingSet(data, "val", flips))
+
+
 def finetune(stage: Stage, data: StoredDataset) -> dict:
     """Train (resuming where a previous run of this config stopped), test, embed; logs everything
     into the stage's metrics.json and returns the trainer with the best generator loaded."""
     cfg = stage.cfg
     device = device_info(cfg["device"])["device"]
-    backbone, generator, discriminator, init = build_models(cfg)
-    recipe = LossRecipe.from_config(cfg["inpaint"])
-    ic = cfg["inpaint"]
-    trainer = InpaintTrainer(backbone=backbone, generator=generator, discriminator=discriminator, recipe=recipe,
-                             run_dir=stage.dir, epochs=ic["epochs"], batch_size=ic["batch_size"], lr_g=ic["lr_g"],
-                             lr_d=ic["lr_d"], betas=tuple(ic["betas"]), seed=cfg["seed"], stamp=_stamp(cfg),
-                             max_batches=ic["max_batches"], val_every=ic["val_every"], grad_clip=ic["grad_clip"],
-                             device=device)
-    flips = cfg["split"]["inpaint_flips"]
-    table3 = trainer.fit(InpaintingSet(data, "train", flips), InpaintingSet(data, "val", flips))
+    trainer, init = build_trainer(cfg, stage.dir, device)
+    backbone, recipe = trainer.backbone, trainer.recipe
+    ic, flips = cfg["inpaint"], cfg["split"]["inpaint_flips"]
+    table3 = fit(trainer, cfg, data)
     best = trainer.load_best()
     test = evaluate_inpainting(backbone, best, InpaintingSet(data, "test", flips), ic["batch_size"], device)
     for name, column in (("embeddings.npz", "split"), ("embeddings_open.npz", "split_open")):
@@ -76,7 +90,7 @@ def finetune(stage: Stage, data: StoredDataset) -> dict:
             vectors = embed(backbone, best, rows, cfg["embed"]["batch_size"], device)
             save_embeddings(stage.dir / name, vectors, rows, kind="inpainting", backbone=backbone.name, split=column)
     stage.log_metrics(init=init, loss_terms=recipe.terms(), dropped_terms=recipe.dropped, table3=table3, test=test,
-                      sizes=parameter_counts(backbone, generator, discriminator, cfg["model"]["width"]),
+                      sizes=parameter_counts(backbone, trainer.generator, trainer.discriminator, cfg["model"]["width"]),
                       embeddings={"files": ["embeddings.npz", "embeddings_open.npz"],
                                   "dim": backbone.embed_dim(cfg["model"]["width"])},
                       device=device)

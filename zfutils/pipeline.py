@@ -1,7 +1,8 @@
 """Run the study: every stage notebook, with papermill, once per backbone where the stage is per
 backbone, in order.
 
-`python -m zfutils.pipeline --preset quick [--backbones a,b] [--stages s,t] [--set key=value ...]`
+`python -m zfutils.pipeline --preset quick [--backbones a,b] [--stages s,t] [--set key=value ...]
+[--executor local|submitit-local|slurm]`
 
 Stages are the notebooks `notebooks/NN_name.ipynb`; a stage is per backbone when its
 `parameters` cell has a `backbone` parameter, and a notebook whose metadata lists
@@ -10,6 +11,8 @@ Stages are the notebooks `notebooks/NN_name.ipynb`; a stage is per backbone when
 Nothing here knows which stages exist.
 A stage is skipped when its outputs exist and a stamp of its resolved config, its notebook and
 the stamps of the stages before it is unchanged. A failing backbone does not stop the others.
+Jobs run here one after another, or fanned out as submitit jobs, a stage at a time
+(zfutils/executors.py).
 """
 from __future__ import annotations
 
@@ -20,9 +23,10 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from zfutils import config, paths
+from zfutils import config, executors, paths
 
 log = logging.getLogger("zfutils.pipeline")
 
@@ -79,8 +83,10 @@ def select(stages: list[StageNotebook], names: list[str] | None) -> list[StageNo
 
 
 def stamp(cfg: dict, notebook: Path, upstream: list[str]) -> str:
-    """Changes whenever the resolved config, the notebook or an earlier stage's stamp changes."""
+    """Changes whenever the resolved config, the notebook or an earlier stage's stamp changes;
+    where jobs run (`pipeline.cluster`) changes no result, so it is left out."""
     h = hashlib.sha256()
+    cfg = {**cfg, "pipeline": {k: v for k, v in cfg["pipeline"].items() if k != "cluster"}}
     h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
     h.update(notebook.read_bytes())
     for s in upstream:
@@ -97,13 +103,17 @@ def _up_to_date(run_dir: Path, stage: StageNotebook, expected: str) -> bool:
     return outputs and recorded == expected
 
 
+def _expected(job: Job, preset: str, overrides: dict, upstream: list[str]) -> tuple[dict, Path, str]:
+    """The job's resolved config, run folder and the stamp its outputs must carry."""
+    cfg = config.resolve(preset, job.backbone, overrides)
+    return cfg, paths.stage_dir(preset, job.stage.name, job.backbone), stamp(cfg, job.stage.path, upstream)
+
+
 def run_job(job: Job, preset: str, overrides: dict, upstream: list[str], force: bool) -> str | None:
     """Execute one notebook with papermill unless it is up to date; returns its stamp, or None."""
     import papermill
 
-    cfg = config.resolve(preset, job.backbone, overrides)
-    run_dir = paths.stage_dir(preset, job.stage.name, job.backbone)
-    expected = stamp(cfg, job.stage.path, upstream)
+    cfg, run_dir, expected = _expected(job, preset, overrides, upstream)
     if not force and _up_to_date(run_dir, job.stage, expected):
         job.status = "skipped"
         return expected
@@ -128,6 +138,11 @@ def run_job(job: Job, preset: str, overrides: dict, upstream: list[str], force: 
     return expected
 
 
+def run_job_returning(job: Job, preset: str, overrides: dict, upstream: list[str], force: bool) -> tuple:
+    """run_job, returning the job too: run in another process (an executor's), its Job is a copy."""
+    return run_job(job, preset, overrides, upstream, force), job
+
+
 def _first_line(err: Exception) -> str:
     text = str(err).strip().splitlines()
     lines = [l for l in text if l.strip() and not set(l.strip()) <= set("-")]
@@ -135,19 +150,23 @@ def _first_line(err: Exception) -> str:
 
 
 def run(preset: str, backbones: list[str] | None = None, stage_names: list[str] | None = None,
-        overrides: dict | None = None, force: bool = False, notebooks_dir: Path | None = None) -> list[Job]:
-    """Run the selected stages in order; returns every job with its status."""
+        overrides: dict | None = None, force: bool = False, notebooks_dir: Path | None = None,
+        executor: str = "local") -> list[Job]:
+    """Run the selected stages in order, each stage's jobs on `executor` (see zfutils.executors);
+    returns every job with its status."""
     overrides = overrides or {}
     base = config.resolve(preset, None, overrides)
     backbones = backbones or base["pipeline"]["backbones"]
     for name in backbones:
         config.resolve(preset, name, overrides)  # unknown backbone: fail before running anything
     stages = select(discover_stages(notebooks_dir), stage_names or base["pipeline"]["stages"])
+    execute = executors.get(executor, base, paths.runs_dir(preset) / "submitit")
     shared_stamps: list[str] = []
     backbone_stamps: dict[str, list[str]] = {b: [] for b in backbones}
     blocked: set[str | None] = set()
     jobs: list[Job] = []
     for stage in stages:
+        wave, finished = [], []  # this stage's jobs to run (their upstream stages are done), and their stamps
         for backbone in (backbones if stage.per_backbone else [None]):
             job = Job(stage, backbone)
             jobs.append(job)
@@ -158,17 +177,23 @@ def run(preset: str, backbones: list[str] | None = None, stage_names: list[str] 
             if None in blocked or backbone in blocked:
                 job.status, job.message = "blocked", "an earlier stage failed"
                 continue
-            print(f"[{time.strftime('%H:%M:%S')}] {job.label} ...", flush=True)
             # a per-backbone stage depends on the shared stages and its backbone's earlier stages;
             # a shared stage after per-backbone ones (the report) depends on all of them
             upstream = shared_stamps + (backbone_stamps[backbone] if backbone
                                         else [x for b in backbones for x in backbone_stamps[b]])
-            result = run_job(job, preset, overrides, upstream, force)
-            print(f"[{time.strftime('%H:%M:%S')}] {job.label}: {job.status} {job.message}".rstrip(), flush=True)
+            _, run_dir, expected = _expected(job, preset, overrides, upstream)
+            if not force and _up_to_date(run_dir, job.stage, expected):  # as run_job would, without an executor
+                job.status = "skipped"
+                executors.announce(job, ": skipped")
+                finished.append((job, expected))
+                continue
+            wave.append((job, partial(run_job_returning, job, preset, overrides, upstream, force)))
+        finished += [(job, result) for (job, _), result in zip(wave, execute(wave))]
+        for job, result in finished:
             if result is None:
-                blocked.add(backbone)
-            elif backbone:
-                backbone_stamps[backbone].append(result)
+                blocked.add(job.backbone)
+            elif job.backbone:
+                backbone_stamps[job.backbone].append(result)
             else:
                 shared_stamps.append(result)
     return jobs
@@ -196,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-path", help="local copy of the real data for aau, csv or folder")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. data.image_size=96")
     parser.add_argument("--force", action="store_true", help="rerun stages that are up to date")
+    parser.add_argument("--executor", default="local", choices=executors.EXECUTORS,
+                        help="local: here, one job after another (default); submitit-local: each job its own process "
+                             "on this machine; slurm: each job a SLURM job (parameters: pipeline.cluster)")
     args = parser.parse_args(argv)
     try:
         overrides = config.overrides_from_args(args.set)
@@ -208,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         paths.runs_dir(args.preset).mkdir(parents=True, exist_ok=True)
         logging.basicConfig(filename=paths.runs_dir(args.preset) / "pipeline.log", level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(message)s")
-        jobs = run(args.preset, split(args.backbones), split(args.stages), overrides, args.force)
-    except (config.ConfigError, FileNotFoundError, ValueError) as err:
+        jobs = run(args.preset, split(args.backbones), split(args.stages), overrides, args.force,
+                   executor=args.executor)
+    except (config.ConfigError, executors.ExecutorError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(summary(jobs, args.preset))

@@ -61,7 +61,10 @@ class Classifier(nn.Module):
 
     def loss(self, image: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training loss and logits: cross-entropy (linear) or the ArcFace loss with its margin."""
-        embedding = self.embed(image)
+        return self.loss_on_embedding(self.embed(image), labels)
+
+    def loss_on_embedding(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss from pooled features already computed (a frozen encoder's, computed once)."""
         logits = self.logits(embedding)
         if self.head_kind == "linear":
             return nn.functional.cross_entropy(logits, labels), logits

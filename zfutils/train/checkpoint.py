@@ -1,6 +1,7 @@
 """Resumable training state on disk: `last.pt` after every epoch (and every K iterations),
 `best.pt` at the best validation loss. Files are written to a temporary name and renamed, so an
-interruption never leaves a half-written checkpoint behind."""
+interruption never leaves a half-written checkpoint behind. Under torchrun only rank 0 writes
+(every rank holds the same weights) and batches are sharded over the ranks (see distributed.py)."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from zfutils.train import distributed
 
 
 def rng_state() -> dict:
@@ -22,7 +25,10 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_atomic(obj: dict, path: Path) -> Path:
+    """Write `obj` to `path` (rank 0 alone under torchrun; the others return at once)."""
     path = Path(path)
+    if not distributed.is_main():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(obj, tmp)
@@ -50,12 +56,18 @@ class Resumable:
 
     def epoch_loader(self, data, epoch: int, salt: int = 0, drop_last: bool = True):
         """The epoch's batches in an order fixed by (seed, epoch), so a resumed run sees what an
-        uninterrupted one would."""
+        uninterrupted one would. Under torchrun each rank takes its share of every batch
+        (batch_size // world size; together the ranks' k-th batches are the k-th batch here)."""
         from torch.utils.data import DataLoader, RandomSampler
 
-        order = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 7919 * salt)
+        seed = self.seed * 100_003 + epoch + 7919 * salt
+        drop = drop_last and len(data) > self.batch_size
+        if distributed.active():
+            return DataLoader(data, batch_size=distributed.per_rank_batch(self.batch_size),
+                              sampler=distributed.shard_sampler(data, seed, drop_last=drop), drop_last=drop)
+        order = torch.Generator().manual_seed(seed)
         return DataLoader(data, batch_size=self.batch_size, sampler=RandomSampler(data, generator=order),
-                          drop_last=drop_last and len(data) > self.batch_size)
+                          drop_last=drop)
 
     def resumable_checkpoint(self) -> dict | None:
         """last.pt if it belongs to this configuration, with the random state restored and log
@@ -67,5 +79,5 @@ class Resumable:
                 set_rng_state(ckpt["rng"])
                 self.log.truncate_after(self.state["iteration"])
                 return ckpt
-        self.log.path.unlink(missing_ok=True)
+        self.log.clear()
         return None

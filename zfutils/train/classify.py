@@ -2,7 +2,8 @@
 only the head learns) or `deep` (everything learns). Per epoch: validation accuracy, macro recall
 and macro F1, an optional callback (Grad-CAM), `last.pt` for resuming and `best.pt` at the best
 validation accuracy; batches are shuffled by (seed, epoch), so a resumed run sees the batches an
-uninterrupted one would."""
+uninterrupted one would. Under torchrun the training steps go through DDP (distributed.wrap) on
+each rank's share of the batch; rank 0 validates, logs and saves."""
 from __future__ import annotations
 
 import logging
@@ -18,13 +19,26 @@ from tqdm.auto import tqdm
 
 from zfutils.metrics import classification_metrics, confusion
 from zfutils.models.classifier import Classifier
-from zfutils.train import batchnorm
+from zfutils.train import batchnorm, distributed
 from zfutils.train.checkpoint import Resumable, load_checkpoint, rng_state, save_atomic
 from zfutils.train.inpaint import NonFiniteLoss
 from zfutils.train.runlog import JsonLinesLog
 
 log = logging.getLogger("zfutils.train")
 MODES = ("shallow", "deep")
+
+
+class EmbeddedSet(torch.utils.data.Dataset):
+    """Pooled encoder features with their labels, batched like the images they came from."""
+
+    def __init__(self, embedding: torch.Tensor, label: torch.Tensor):
+        self.embedding, self.label = embedding, label
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"embedding": self.embedding[index], "label": self.label[index]}
 
 
 @dataclass
@@ -57,20 +71,21 @@ class ClassifierTrainer(Resumable):
         else:
             groups.append({"params": [p for p in self.model.encoder.parameters() if p.requires_grad], "lr": self.lr_encoder})
         self.optimizer = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
+        self.trained = distributed.wrap(self.model, self.device)  # DDP under torchrun, else the model itself
         self.log = JsonLinesLog(self.run_dir / "train_log.jsonl")
 
     def train_step(self, batch: dict) -> float:
         self.model.train()
-        image, label = batch["image"].to(self.device), batch["label"].to(self.device)
-        loss, _ = self.model.loss(image, label)
-        if not math.isfinite(float(loss.detach())):
+        loss, _ = self._loss(batch, self.trained)
+        value = distributed.mean_values({"loss": float(loss.detach())})["loss"]  # the global batch's loss
+        if not math.isfinite(value):  # on every rank at once under torchrun
             raise NonFiniteLoss(f"classification loss became non-finite at iteration {self.state['iteration'] + 1}; "
                                 f"the last good checkpoint is kept ({self.last_path}); lower classify.lr_head / lr_encoder")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.state["iteration"] += 1
-        return float(loss.detach())
+        return value
 
     @torch.no_grad()
     def predict(self, data) -> tuple[np.ndarray, np.ndarray, float]:
@@ -78,14 +93,34 @@ class ClassifierTrainer(Resumable):
         self.model.eval()
         truth, pred, total = [], [], 0.0
         for batch in DataLoader(data, batch_size=max(self.batch_size, 32), shuffle=False):
-            image, label = batch["image"].to(self.device), batch["label"].to(self.device)
-            loss, logits = self.model.loss(image, label)
+            label = batch["label"].to(self.device)
+            loss, logits = self._loss(batch)
             total += float(loss) * len(label)
             truth.append(label.cpu().numpy())
             pred.append(logits.argmax(1).cpu().numpy())
         if not truth:
             return np.zeros(0, int), np.zeros(0, int), float("nan")
         return np.concatenate(truth), np.concatenate(pred), total / sum(len(t) for t in truth)
+
+    def _loss(self, batch: dict, model=None) -> tuple[torch.Tensor, torch.Tensor]:
+        model, label = self.model if model is None else model, batch["label"].to(self.device)
+        if "embedding" in batch:
+            return model.loss_on_embedding(batch["embedding"].to(self.device), label)
+        return model.loss(batch["image"].to(self.device), label)
+
+    @torch.no_grad()
+    def frozen_features(self, data) -> "EmbeddedSet":
+        """Shallow mode: the frozen encoder maps an image to the same vector in every epoch, so
+        it runs once per image and the head trains on the stored vectors (same batches, same
+        result, the encoder's cost paid once instead of once per epoch)."""
+        self.model.eval()
+        vectors, labels = [], []
+        for batch in DataLoader(data, batch_size=max(self.batch_size, 32), shuffle=False):
+            vectors.append(self.model.embed(batch["image"].to(self.device)).cpu())
+            labels.append(batch["label"])
+        if not vectors:
+            return EmbeddedSet(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long))
+        return EmbeddedSet(torch.cat(vectors), torch.cat(labels))
 
     def evaluate(self, data, n_classes: int) -> dict:
         truth, pred, loss = self.predict(data)
@@ -115,11 +150,14 @@ class ClassifierTrainer(Resumable):
             if self.calibrate_first and self.precise_bn_batches:
                 used = self._recalibrate(train_set, 0)
                 self.log.write(kind="calibration", epoch=0, iteration=0, batches=used)
+        if self.mode == "shallow" and not isinstance(train_set, EmbeddedSet):
+            train_set, val_set = self.frozen_features(train_set), self.frozen_features(val_set)
         while self.state["epoch"] < self.epochs:
             epoch = self.state["epoch"] + 1
             loader = self.epoch_loader(train_set, epoch)
             n_batches = min(len(loader), self.max_batches or len(loader))
-            bar = tqdm(loader, total=n_batches, desc=f"{self.mode} epoch {epoch}/{self.epochs}", leave=False)
+            bar = tqdm(loader, total=n_batches, desc=f"{self.mode} epoch {epoch}/{self.epochs}", leave=False,
+                       disable=not distributed.is_main())
             losses = []
             for k, batch in enumerate(bar):
                 if k >= n_batches:
@@ -129,8 +167,7 @@ class ClassifierTrainer(Resumable):
             self.state["epoch"] = epoch
             if self.mode == "deep" and self.precise_bn_batches:
                 self._recalibrate(train_set, epoch)
-            val = self.evaluate(val_set, n_classes)
-            extra = self.on_epoch_end(epoch, self.model) if self.on_epoch_end else {}
+            val, extra = distributed.from_main(self._validate, val_set, n_classes, epoch)
             self.log.write(kind="epoch", epoch=epoch, iteration=self.state["iteration"], mode=self.mode,
                            train_loss=float(np.mean(losses)) if losses else float("nan"),
                            **{f"val_{k}": v for k, v in val.items() if k != "confusion"}, **extra)
@@ -138,8 +175,13 @@ class ClassifierTrainer(Resumable):
                 self.state.update(best_val=val["accuracy"], best_epoch=epoch)
                 save_atomic(self._payload(), self.best_path)
             save_atomic(self._payload(), self.last_path)
+            distributed.barrier()  # nobody reads a checkpoint rank 0 is still writing
         return {"best_epoch": self.state["best_epoch"], "best_val_accuracy": self.state["best_val"],
                 "epochs": self.state["epoch"], "iterations": self.state["iteration"]}
+
+    def _validate(self, val_set, n_classes: int, epoch: int) -> tuple[dict, dict]:
+        """Validation metrics and the epoch callback's numbers (rank 0 alone under torchrun)."""
+        return self.evaluate(val_set, n_classes), (self.on_epoch_end(epoch, self.model) if self.on_epoch_end else {})
 
     def load_best(self) -> Classifier:
         self.model.load_state_dict(load_checkpoint(self.best_path)["model"])

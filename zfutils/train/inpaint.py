@@ -4,6 +4,9 @@ Per epoch: shuffled training batches (order seeded by seed and epoch, so a resum
 batches an uninterrupted one would), a validation generator loss (the study picks the checkpoint
 with the lowest one, its Table 3), `last.pt` for resuming and `best.pt` for later stages. A NaN or
 infinite loss stops the run with a clear message and leaves the last good checkpoint in place.
+Under torchrun (zfutils/train/launch.py) each rank trains on its share of every batch and the
+gradients of both networks are averaged by hand (distributed.average_gradients says why not DDP);
+rank 0 validates, logs and saves.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from tqdm.auto import tqdm
 
 from zfutils import metrics
 from zfutils.models.registry import Backbone
+from zfutils.train import distributed
 from zfutils.train.checkpoint import Resumable, load_checkpoint, rng_state, save_atomic
 from zfutils.train.recipe import LossRecipe
 from zfutils.train.runlog import JsonLinesLog
@@ -53,8 +57,9 @@ class InpaintTrainer(Resumable):
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
-        self.generator.to(self.device)
-        self.discriminator.to(self.device)
+        self.generator = distributed.prepare(self.generator.to(self.device), self.device)
+        self.discriminator = distributed.prepare(self.discriminator.to(self.device), self.device,
+                                                 sync_bn=not self.recipe.terms()["r1"])  # R1: double backward
         self.recipe.to(self.device)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=tuple(self.betas))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=tuple(self.betas))
@@ -72,23 +77,27 @@ class InpaintTrainer(Resumable):
         self.discriminator.train()
         result = self.backbone.inpaint(self.generator, image, mask)
         d_total, d_terms = self.recipe.discriminator_loss(self.backbone, self.discriminator, image, mask, result)
-        self._check_finite({"discriminator": d_total, **d_terms})
+        d_values = self._check_finite({"discriminator": d_total, **d_terms})
         self.opt_d.zero_grad(set_to_none=True)
         d_total.backward()
+        distributed.average_gradients(self.discriminator.parameters())
         self.opt_d.step()
         g_total, g_terms, _ = self.recipe.generator_loss(self.backbone, self.generator, self.discriminator,
                                                          image, mask, result=result)
-        self._check_finite({"generator": g_total, **g_terms})
+        g_values = self._check_finite({"generator": g_total, **g_terms})
         self.opt_g.zero_grad(set_to_none=True)
         g_total.backward()
+        distributed.average_gradients(self.generator.parameters())
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.grad_clip)
         self.opt_g.step()
         self.state["iteration"] += 1
-        return {"g_loss": float(g_total.detach()), "d_loss": float(d_total.detach()), **g_terms, **d_terms}
+        return {"g_loss": g_values.pop("generator"), "d_loss": d_values.pop("discriminator"), **g_values, **d_values}
 
-    def _check_finite(self, values: dict) -> None:
+    def _check_finite(self, values: dict) -> dict:
+        """The values as floats (averaged over the ranks under torchrun); raises on NaN or inf."""
         values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in values.items()}
+        values = distributed.mean_values(values)
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
             where = self.last_path if self.last_path.exists() else "none yet"
@@ -96,6 +105,7 @@ class InpaintTrainer(Resumable):
                 f"loss became non-finite at iteration {self.state['iteration'] + 1} ({bad}); training stopped. "
                 f"The last good checkpoint is kept ({where}). Lower the learning rates (inpaint.lr_g, inpaint.lr_d) "
                 "or check the input images.")
+        return values
 
     @torch.no_grad()
     def validate(self, data) -> float:
@@ -142,7 +152,8 @@ class InpaintTrainer(Resumable):
             epoch = self.state["epoch"] + 1
             loader = self.epoch_loader(train_set, epoch)
             n_batches = min(len(loader), self.max_batches or len(loader))
-            bar = tqdm(loader, total=n_batches, desc=f"{self.backbone.name} epoch {epoch}/{self.epochs}", leave=False)
+            bar = tqdm(loader, total=n_batches, desc=f"{self.backbone.name} epoch {epoch}/{self.epochs}", leave=False,
+                       disable=not distributed.is_main())
             for k, batch in enumerate(bar):
                 if k >= n_batches:
                     break
@@ -150,14 +161,15 @@ class InpaintTrainer(Resumable):
                 self.log.write(kind="train", epoch=epoch, iteration=self.state["iteration"], **terms)
                 bar.set_postfix(g=f"{terms['g_loss']:.3f}", d=f"{terms['d_loss']:.3f}")
                 if self.val_every and self.state["iteration"] % self.val_every == 0:
-                    val = self.validate(val_set)
+                    val = distributed.from_main(self.validate, val_set)
                     self.log.write(kind="val", epoch=epoch, iteration=self.state["iteration"], val_g_loss=val)
                     self._maybe_best(val)
             self.state["epoch"] = epoch
-            val = self.validate(val_set)
+            val = distributed.from_main(self.validate, val_set)
             self.log.write(kind="val", epoch=epoch, iteration=self.state["iteration"], val_g_loss=val)
             self._maybe_best(val)
             save_atomic(self._payload(), self.last_path)
+            distributed.barrier()  # nobody reads a checkpoint rank 0 is still writing
         return {"best_val_g_loss": self.state["best_val"], "best_iteration": self.state["best_iteration"],
                 "best_epoch": self.state["best_epoch"], "iterations": self.state["iteration"],
                 "epochs": self.state["epoch"], "batch_size": self.batch_size}

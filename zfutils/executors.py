@@ -1,0 +1,134 @@
+"""Where the pipeline's jobs (stage x backbone) run.
+
+- `local` (default): in this process, one after another.
+- `submitit-local`: each job in its own process on this machine, through submitit: the cluster
+  fan-out without a cluster (to try it, or to use several GPUs of one machine).
+- `slurm`: each job a SLURM job, through submitit, with the parameters of `pipeline.cluster`.
+
+The pipeline hands over one wave at a time: the jobs of one stage, whose upstream stages have
+all finished. A job's stamp includes its upstream stamps, so it cannot be judged, or skipped,
+before they are known; waves keep that rule, and the skip logic, exactly as in a local run (SLURM
+`afterok` chains would need the stamps at submission time). The cost: a wave waits for its
+slowest backbone before the next stage starts.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from typing import Callable, Iterator
+
+EXECUTORS = ("local", "submitit-local", "slurm")
+
+# pipeline.cluster: every key a run may set, with its default
+CLUSTER_DEFAULTS = {
+    "partition": None,      # SLURM partition; None: the cluster's default
+    "account": None,
+    "qos": None,
+    "constraint": None,
+    "timeout_min": None,    # per job; None: pipeline.timeout_s plus 10 minutes
+    "gpus_per_node": 1,
+    "cpus_per_task": 8,
+    "mem_gb": 32,
+    "max_parallel": None,   # jobs running at once; None: a whole wave
+    "setup": [],            # shell lines run before each job, e.g. "module load cuda"
+    "additional": None,     # further sbatch options, e.g. {"gres": "gpu:a100:1"}
+}
+
+# [(Job, work)]: work() runs the job wherever it is called and returns (its stamp or None, the Job)
+Wave = list[tuple]
+
+
+class ExecutorError(RuntimeError):
+    """An executor that cannot run here (no SLURM), or cluster parameters that do not exist."""
+
+
+def cluster_settings(cfg: dict) -> dict:
+    """`pipeline.cluster` over the defaults; an unknown key is an error naming the known ones."""
+    given = dict(cfg["pipeline"].get("cluster") or {})
+    unknown = sorted(set(given) - set(CLUSTER_DEFAULTS))
+    if unknown:
+        raise ExecutorError(f"unknown key(s) {', '.join(f'pipeline.cluster.{k}' for k in unknown)}; "
+                            f"known: {', '.join(CLUSTER_DEFAULTS)}")
+    settings = {**CLUSTER_DEFAULTS, **given}
+    if settings["timeout_min"] is None:
+        settings["timeout_min"] = math.ceil(cfg["pipeline"]["timeout_s"] / 60) + 10
+    return settings
+
+
+def submitit_parameters(settings: dict, cluster: str) -> dict:
+    """submitit's AutoExecutor parameters: generic ones, and slurm_* ones that the local executor
+    ignores."""
+    params = {k: settings[k] for k in ("timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb")}
+    params.update({f"slurm_{k}": settings[k] for k in ("partition", "account", "qos", "constraint") if settings[k]})
+    if settings["additional"]:
+        params["slurm_additional_parameters"] = dict(settings["additional"])
+    if settings["setup"]:
+        params[f"{cluster}_setup"] = list(settings["setup"])
+    return params
+
+
+def get(name: str, cfg: dict, folder) -> Callable[[Wave], Iterator]:
+    """The executor `name`: a function that runs a wave and yields each job's stamp (or None) in
+    order. Fails here, before anything runs, when the executor cannot work."""
+    if name == "local":
+        return run_local
+    if name not in EXECUTORS:
+        raise ExecutorError(f"unknown executor '{name}'; known executors: {', '.join(EXECUTORS)}")
+    if name == "slurm" and shutil.which("sbatch") is None:
+        raise ExecutorError("--executor slurm needs SLURM, but `sbatch` is not on PATH: run the pipeline on a "
+                            "login node of the cluster, or use --executor submitit-local (this machine) or local")
+    return SubmititWaves(name, cluster_settings(cfg), folder)
+
+
+def announce(job, text: str) -> None:
+    """A timed progress line about a job."""
+    print(f"[{time.strftime('%H:%M:%S')}] {job.label}{text}".rstrip(), flush=True)
+
+
+def run_local(wave: Wave) -> Iterator:
+    """Each job in this process, in order (the pipeline's behaviour without an executor)."""
+    for job, work in wave:
+        announce(job, " ...")
+        stamp, _ = work()
+        announce(job, f": {job.status} {job.message}")
+        yield stamp
+
+
+class SubmititWaves:
+    """Submit a wave's jobs through submitit (at most `max_parallel` at a time), wait for them,
+    and copy what each found back into the pipeline's Job."""
+
+    def __init__(self, name: str, settings: dict, folder):
+        import submitit
+
+        self.name, self.max_parallel = name, settings["max_parallel"]
+        self.executor = submitit.AutoExecutor(folder=f"{folder}/%j", cluster="local" if name == "submitit-local"
+                                              else "slurm")
+        self.executor.update_parameters(name="zfutils", **submitit_parameters(settings, self.executor.cluster))
+
+    def __call__(self, wave: Wave) -> Iterator:
+        step = self.max_parallel or max(len(wave), 1)
+        for start in range(0, len(wave), step):
+            yield from self._run(wave[start:start + step])
+
+    def _run(self, chunk: Wave) -> Iterator:
+        submitted = []
+        for job, work in chunk:
+            handle = self.executor.submit(work)
+            submitted.append((job, handle))
+            announce(job, f" submitted as {self.name} job {handle.job_id} (log: {handle.paths.stdout})")
+        for job, handle in submitted:
+            try:
+                stamp, remote = handle.result()
+                job.status, job.seconds, job.message = remote.status, remote.seconds, remote.message
+            except Exception as err:  # the job itself died (time limit, memory, node failure)
+                stamp, job.status = None, "failed"
+                job.message = f"{self.name} job {handle.job_id} failed: {_last_line(err)}"[:200]
+            announce(job, f": {job.status} {job.message}")
+            yield stamp
+
+
+def _last_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
