@@ -1,6 +1,6 @@
 import pytest
 
-from zfutils import config
+from zfutils import config, paths
 
 
 def test_merge_order_defaults_preset_backbone_overrides():
@@ -87,3 +87,17 @@ def test_circular_or_unknown_extends_is_named(tmp_path, monkeypatch):
         config.resolve("x")
     with pytest.raises(config.ConfigError, match="extends 'nowhere'"):
         config.resolve("z")
+
+
+def test_training_seeds_and_their_run_folders():
+    cfg = config.resolve("smoke")
+    assert config.training_seeds(cfg) == [None] and config.training_seed(cfg) == cfg["seed"]
+    several = config.resolve("smoke", None, {"seeds": [0, 3]})
+    assert config.training_seeds(several) == [0, 3]
+    run = config.resolve("smoke", "lama", {"seeds": [0, 3], "run_seed": 3})
+    assert config.training_seed(run) == 3
+    assert paths.run_stage_dir(run, "03_finetune_classifier", "lama").parts[-3:] == ("seed-3", "lama", "03_finetune_classifier")
+    assert paths.run_stage_dir(cfg, "03_finetune_classifier", "lama").parts[-2:] == ("lama", "03_finetune_classifier")
+    assert paths.run_stage_dir(run, "06_report", None) == paths.stage_dir("smoke", "06_report")  # shared stages: one folder
+    with pytest.raises(config.ConfigError, match="distinct"):
+        config.training_seeds(config.resolve("smoke", None, {"seeds": [1, 1]}))

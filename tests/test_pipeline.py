@@ -89,6 +89,29 @@ def test_run_order_failures_skips_and_reruns(stand_ins):
     assert set(_statuses(rerun).values()) == {"done"}
 
 
+def test_several_seeds_run_per_backbone_stages_once_per_seed(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path / "work"))
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    write = ("import json\nfrom zfutils import config, paths\n"
+             "cfg = config.resolve(preset, {backbone}, json.loads(overrides))\n"
+             "d = paths.run_stage_dir(cfg, '{stage}', {backbone}); d.mkdir(parents=True, exist_ok=True)\n"
+             "(d / 'metrics.json').write_text(json.dumps({{'seed': config.training_seed(cfg)}}))")
+    _notebook(nbs / "01_shared.ipynb", write.format(stage="01_shared", backbone="None"), per_backbone=False)
+    _notebook(nbs / "02_each.ipynb", write.format(stage="02_each", backbone="backbone"), per_backbone=True)
+    _notebook(nbs / "03_report.ipynb", write.format(stage="03_report", backbone="None"), per_backbone=False)
+    jobs = pipeline.run("smoke", ["aotgan"], overrides={"seeds": [0, 7]}, notebooks_dir=nbs)
+    assert [(j.stage.name, j.backbone, j.run_seed, j.status) for j in jobs] == [
+        ("01_shared", None, None, "done"), ("02_each", "aotgan", 0, "done"), ("02_each", "aotgan", 7, "done"),
+        ("03_report", None, None, "done")]
+    for seed in (0, 7):
+        got = json.loads((paths.stage_dir("smoke", "02_each", "aotgan", seed) / "metrics.json").read_text())
+        assert got == {"seed": seed}
+    assert "seed 7" in jobs[2].label and "  7 done" in pipeline.summary(jobs, "smoke")
+    again = pipeline.run("smoke", ["aotgan"], overrides={"seeds": [0, 7]}, notebooks_dir=nbs)
+    assert {j.status for j in again} == {"skipped"}
+
+
 def test_unknown_backbone_fails_before_running(stand_ins):
     with pytest.raises(Exception, match="unknown backbone 'resnet'"):
         pipeline.run("smoke", ["resnet"], notebooks_dir=stand_ins)

@@ -86,3 +86,24 @@ def test_count_columns_read_as_integers():
     values = pd.DataFrame({"batch size": [8.0, 8.0], "iterations": [252.0, 100.0], "loss": [0.5, 1.0]}, index=["a", "b"])
     text = report.marked(report.Table("t3", "T3", values, "c"))
     assert text.loc["a", "batch size"] == "8" and text.loc["b", "iterations"] == "100" and text.loc["b", "loss"] == "1.000"
+
+
+def test_several_training_seeds_give_mean_and_std_cells(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
+    cfg = config.resolve("smoke", None, {"seeds": [0, 1, 2]})
+    for seed, acc in ((0, 0.6), (1, 0.8), (2, None)):  # seed 2's run is missing: its cells say so
+        if acc is None:
+            continue
+        d = paths.stage_dir("smoke", "04_ablate_regions", "lama", run_seed=seed)
+        d.mkdir(parents=True)
+        d.joinpath("metrics.json").write_text(json.dumps({"results": [
+            {"condition": "pattern_only", "mode": "deep", "accuracy": acc},
+            {"condition": "no_pattern", "mode": "deep", "accuracy": acc / 2}]}))
+    found = {t.name: t for t in report.write(cfg, ["lama"])}
+    cell = found["table1_ablation_deep"].values.loc["lama", "pattern_only"]
+    assert cell == [0.6, 0.8, None]
+    md = (paths.figures_dir("smoke") / "table1_ablation_deep.md").read_text()
+    assert "**0.700 ± 0.100**" in md and "*0.350 ± 0.050*" in md and "3 training seeds" in md
+    means = pd.read_csv(paths.figures_dir("smoke") / "table1_ablation_deep.csv", index_col=0)
+    stds = pd.read_csv(paths.figures_dir("smoke") / "table1_ablation_deep_std.csv", index_col=0)
+    assert np.isclose(means.loc["lama", "pattern_only"], 0.7) and np.isclose(stds.loc["lama", "no_pattern"], 0.05)

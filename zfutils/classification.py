@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from zfutils import paths
+from zfutils import config, paths
 from zfutils.cam import cam_mass_shares, grad_cams
 from zfutils.data.format import StoredDataset
 from zfutils.data.torchsets import ClassificationSet
@@ -38,7 +38,7 @@ def initial_state(cfg: dict, backbone: Backbone) -> tuple[dict | None, dict]:
     if init == "random":
         return None, {"init": "random"}
     if init == "inpainting":
-        path = paths.stage_dir(cfg["preset"], INPAINT_STAGE, backbone.name) / "checkpoints" / "best.pt"
+        path = paths.run_stage_dir(cfg, INPAINT_STAGE, backbone.name) / "checkpoints" / "best.pt"
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: classify.init 'inpainting' starts from stage 02's best "
                                     f"checkpoint; run stage 02 for {backbone.name} first, or set classify.init")
@@ -106,7 +106,7 @@ class CamWatcher:
 
 
 def _stamp(cfg: dict, mode: str) -> str:
-    keys = {k: cfg[k] for k in ("seed", "data", "split", "model", "classify", "backbone")}
+    keys = {k: cfg[k] for k in ("seed", "run_seed", "data", "split", "model", "classify", "backbone")}
     return hashlib.sha256(json.dumps([keys, mode], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -140,12 +140,12 @@ def train_classifier(cfg: dict, mode: str, sets: dict, out: Path, device: str, w
     backbone = get(cfg["backbone"]["name"])
     n_classes = len(sets["train"].classes)
     state, init = initial_state(cfg, backbone)
-    torch.manual_seed(cfg["seed"])
+    torch.manual_seed(config.training_seed(cfg))
     model = build_classifier(cfg, backbone, state, n_classes)
     out.mkdir(parents=True, exist_ok=True)
     trainer = ClassifierTrainer(model=model, mode=mode, run_dir=out, epochs=c["epochs"], batch_size=c["batch_size"],
                                 lr_head=c["lr_head"], lr_encoder=c["lr_encoder"], weight_decay=c["weight_decay"],
-                                seed=cfg["seed"], stamp=_stamp(cfg, f"{mode}{tag}"), max_batches=c["max_batches"],
+                                seed=config.training_seed(cfg), stamp=_stamp(cfg, f"{mode}{tag}"), max_batches=c["max_batches"],
                                 device=device, on_epoch_end=watcher, precise_bn_batches=c["precise_bn_batches"],
                                 calibrate_first=init["init"] == "random")
     best = trainer.fit(sets["train"], sets["val"], n_classes)

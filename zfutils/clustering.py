@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from zfutils import cluster, paths
+from zfutils import cluster, config, paths
 from zfutils.embed import load_embeddings
 
 SOURCES = {  # (row-name prefix, stage, file) per split
@@ -24,7 +24,7 @@ def embedding_files(cfg: dict, split: str = "test") -> dict[str, Path]:
     backbone = cfg["backbone"]["name"]
     found = {}
     for prefix, stage, name in SOURCES[split]:
-        path = paths.stage_dir(cfg["preset"], stage, backbone) / name
+        path = paths.run_stage_dir(cfg, stage, backbone) / name
         if path.is_file():
             found[f"{prefix}{backbone}"] = path
     if not found:
@@ -47,5 +47,5 @@ def table4(named: dict[str, dict], cfg: dict) -> pd.DataFrame:
 def projections(named: dict[str, dict], cfg: dict) -> dict[tuple[str, str], np.ndarray]:
     """2-D coordinates per (embedding name, method)."""
     c = cfg["cluster"]
-    return {(name, method): cluster.project(e["embeddings"], method, seed=cfg["seed"], scaling=c["scaling"])
+    return {(name, method): cluster.project(e["embeddings"], method, seed=config.training_seed(cfg), scaling=c["scaling"])
             for name, e in named.items() for method in c["methods"]}

@@ -104,6 +104,21 @@ def resolve(preset: str, backbone: str | None = None, overrides: Mapping[str, An
     return cfg
 
 
+def training_seed(cfg: dict) -> int:
+    """The seed of a run's training (weights, batch order, projections): `run_seed` when the
+    pipeline runs several seeds on the same data, else `seed`."""
+    return int(cfg["seed"] if cfg.get("run_seed") is None else cfg["run_seed"])
+
+
+def training_seeds(cfg: dict) -> list[int | None]:
+    """The `run_seed` of each repeat the pipeline runs: [None] for one seed (runs/ keeps one
+    level less), the `seeds` list otherwise."""
+    seeds = [int(s) for s in cfg["seeds"]]
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ConfigError(f"seeds must be a non-empty list of distinct integers, got {cfg['seeds']!r}")
+    return [None] if len(seeds) == 1 and seeds[0] == int(cfg["seed"]) else seeds
+
+
 def overrides_from_args(items: list[str]) -> dict:
     """Parse `key.path=value` strings from a command line; values are read as YAML scalars."""
     out = {}

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import yaml
 
-from zfutils import cluster, paths
+from zfutils import cluster, config, paths
 from zfutils.data.build import load_prepared
 from zfutils.embed import load_embeddings
 from zfutils.plots.data import overlay_masks
@@ -21,10 +21,12 @@ KINDS = {"inpainting only": ("02_inpaint_patterns", "embeddings.npz"),
          "refined (deep)": ("03_finetune_classifier", "embeddings_ref.npz")}
 
 
-def available_embeddings(preset: str, backbones) -> dict[tuple[str, str], object]:
-    """(backbone, kind) -> embeddings file, for those that exist."""
-    return {(b, kind): paths.stage_dir(preset, stage, b) / name for b in backbones for kind, (stage, name) in KINDS.items()
-            if (paths.stage_dir(preset, stage, b) / name).is_file()}
+def available_embeddings(preset: str, backbones, run_seed: int | None = None) -> dict[tuple[str, str], object]:
+    """(backbone, kind) -> embeddings file, for those that exist (of training seed `run_seed`
+    when the pipeline ran several)."""
+    found = {(b, kind): paths.stage_dir(preset, stage, b, run_seed) / name
+             for b in backbones for kind, (stage, name) in KINDS.items()}
+    return {key: path for key, path in found.items() if path.is_file()}
 
 
 class EmbeddingExplorer:
@@ -32,7 +34,7 @@ class EmbeddingExplorer:
         import ipywidgets as w
 
         self.cfg, self.preset = cfg, cfg["preset"]
-        self.files = available_embeddings(self.preset, backbones)
+        self.files = available_embeddings(self.preset, backbones, cfg.get("run_seed"))
         if not self.files:
             raise FileNotFoundError(f"no embeddings for preset {self.preset}; run stages 02 and 03 first")
         self.data = load_prepared(cfg)
@@ -55,7 +57,7 @@ class EmbeddingExplorer:
     def coordinates(self, emb: dict) -> np.ndarray:
         key = (self.backbone.value, self.kind.value, self.method.value)
         if key not in self._coords:
-            self._coords[key] = cluster.project(emb["embeddings"], self.method.value, seed=self.cfg["seed"],
+            self._coords[key] = cluster.project(emb["embeddings"], self.method.value, seed=config.training_seed(self.cfg),
                                                 scaling=self.cfg["cluster"]["scaling"])
         return self._coords[key]
 
@@ -92,7 +94,7 @@ class EmbeddingExplorer:
             from zfutils.models import get
             from zfutils.train.checkpoint import load_checkpoint
 
-            run = paths.stage_dir(self.preset, "03_finetune_classifier", backbone)
+            run = paths.run_stage_dir(self.cfg, "03_finetune_classifier", backbone)
             if not (run / "deep" / "checkpoints" / "best.pt").is_file():
                 raise FileNotFoundError(run / "deep" / "checkpoints" / "best.pt")
             cfg = yaml.safe_load((run / "config.yaml").read_text())

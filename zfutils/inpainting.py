@@ -9,6 +9,7 @@ import json
 import torch
 from torch import nn
 
+from zfutils import config
 from zfutils.data.format import StoredDataset
 from zfutils.data.torchsets import ClassificationSet, InpaintingSet
 from zfutils.embed import embed, save_embeddings
@@ -49,7 +50,7 @@ def parameter_counts(backbone: Backbone, generator: nn.Module, discriminator: nn
 
 
 def _stamp(cfg: dict) -> str:
-    keys = {k: cfg[k] for k in ("seed", "data", "split", "model", "inpaint", "backbone")}
+    keys = {k: cfg[k] for k in ("seed", "run_seed", "data", "split", "model", "inpaint", "backbone")}
     return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -61,7 +62,7 @@ def build_trainer(cfg: dict, run_dir, device: str) -> tuple[InpaintTrainer, dict
     ic = cfg["inpaint"]
     trainer = InpaintTrainer(backbone=backbone, generator=generator, discriminator=discriminator, recipe=recipe,
                              run_dir=run_dir, epochs=ic["epochs"], batch_size=ic["batch_size"], lr_g=ic["lr_g"],
-                             lr_d=ic["lr_d"], betas=tuple(ic["betas"]), seed=cfg["seed"], stamp=_stamp(cfg),
+                             lr_d=ic["lr_d"], betas=tuple(ic["betas"]), seed=config.training_seed(cfg), stamp=_stamp(cfg),
                              max_batches=ic["max_batches"], val_every=ic["val_every"], grad_clip=ic["grad_clip"],
                              device=device)
     return trainer, init

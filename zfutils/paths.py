@@ -23,10 +23,18 @@ def runs_dir(preset: str) -> Path:
     return workdir() / "runs" / preset
 
 
-def stage_dir(preset: str, stage: str, backbone: str | None = None) -> Path:
-    """runs/<preset>/<backbone>/<stage>/ for per-backbone stages, runs/<preset>/<stage>/ otherwise."""
+def stage_dir(preset: str, stage: str, backbone: str | None = None, run_seed: int | None = None) -> Path:
+    """runs/<preset>/<backbone>/<stage>/ for per-backbone stages, runs/<preset>/<stage>/ otherwise;
+    one training seed of several (`run_seed`) gets its own runs/<preset>/seed-<s>/<backbone>/<stage>/."""
     base = runs_dir(preset)
+    if backbone and run_seed is not None:
+        base = base / f"seed-{int(run_seed)}"
     return base / backbone / stage if backbone else base / stage
+
+
+def run_stage_dir(cfg: dict, stage: str, backbone: str | None) -> Path:
+    """stage_dir for the preset and training seed of a resolved config."""
+    return stage_dir(cfg["preset"], stage, backbone, cfg.get("run_seed"))
 
 
 def data_dir(preset: str, source: str) -> Path:

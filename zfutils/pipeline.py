@@ -46,10 +46,16 @@ class Job:
     status: str = "pending"   # pending | done | skipped | failed | blocked | n/a
     seconds: float = 0.0
     message: str = ""
+    run_seed: int | None = None   # one of several training seeds (`seeds`), for per-backbone stages
 
     @property
     def label(self) -> str:
-        return f"{self.stage.name}" + (f" [{self.backbone}]" if self.backbone else "")
+        seed = f" seed {self.run_seed}" if self.run_seed is not None else ""
+        return f"{self.stage.name}" + (f" [{self.backbone}{seed}]" if self.backbone else "")
+
+    def overrides(self, overrides: dict) -> dict:
+        """The pipeline's overrides plus this job's training seed."""
+        return {**overrides, "run_seed": self.run_seed} if self.run_seed is not None else dict(overrides)
 
 
 def discover_stages(notebooks_dir: Path | None = None) -> list[StageNotebook]:
@@ -105,8 +111,8 @@ def _up_to_date(run_dir: Path, stage: StageNotebook, expected: str) -> bool:
 
 def _expected(job: Job, preset: str, overrides: dict, upstream: list[str]) -> tuple[dict, Path, str]:
     """The job's resolved config, run folder and the stamp its outputs must carry."""
-    cfg = config.resolve(preset, job.backbone, overrides)
-    return cfg, paths.stage_dir(preset, job.stage.name, job.backbone), stamp(cfg, job.stage.path, upstream)
+    cfg = config.resolve(preset, job.backbone, job.overrides(overrides))
+    return cfg, paths.run_stage_dir(cfg, job.stage.name, job.backbone), stamp(cfg, job.stage.path, upstream)
 
 
 def run_job(job: Job, preset: str, overrides: dict, upstream: list[str], force: bool) -> str | None:
@@ -119,7 +125,7 @@ def run_job(job: Job, preset: str, overrides: dict, upstream: list[str], force: 
         return expected
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "stamp.json").unlink(missing_ok=True)
-    params = {"preset": preset, "overrides": json.dumps(overrides)}
+    params = {"preset": preset, "overrides": json.dumps(job.overrides(overrides))}
     if job.backbone:
         params["backbone"] = job.backbone
     start = time.perf_counter()
@@ -161,26 +167,28 @@ def run(preset: str, backbones: list[str] | None = None, stage_names: list[str] 
         config.resolve(preset, name, overrides)  # unknown backbone: fail before running anything
     stages = select(discover_stages(notebooks_dir), stage_names or base["pipeline"]["stages"])
     execute = executors.get(executor, base, paths.runs_dir(preset) / "submitit")
+    seeds = config.training_seeds(base)  # [None]: one run; else per-backbone stages once per seed
+    lines = [(b, s) for b in backbones for s in seeds]
     shared_stamps: list[str] = []
-    backbone_stamps: dict[str, list[str]] = {b: [] for b in backbones}
-    blocked: set[str | None] = set()
+    line_stamps: dict[tuple, list[str]] = {line: [] for line in lines}
+    blocked: set = set()
     jobs: list[Job] = []
     for stage in stages:
         wave, finished = [], []  # this stage's jobs to run (their upstream stages are done), and their stamps
-        for backbone in (backbones if stage.per_backbone else [None]):
-            job = Job(stage, backbone)
+        for backbone, seed in (lines if stage.per_backbone else [(None, None)]):
+            job = Job(stage, backbone, run_seed=seed)
             jobs.append(job)
             family = config.resolve(preset, backbone, overrides)["backbone"]["family"] if backbone else None
             if stage.families and family not in stage.families:
                 job.status, job.message = "n/a", f"{family} backbones have no {stage.name} stage"
                 continue
-            if None in blocked or backbone in blocked:
+            if None in blocked or (backbone, seed) in blocked:
                 job.status, job.message = "blocked", "an earlier stage failed"
                 continue
-            # a per-backbone stage depends on the shared stages and its backbone's earlier stages;
-            # a shared stage after per-backbone ones (the report) depends on all of them
-            upstream = shared_stamps + (backbone_stamps[backbone] if backbone
-                                        else [x for b in backbones for x in backbone_stamps[b]])
+            # a per-backbone stage depends on the shared stages and its backbone's (and seed's)
+            # earlier stages; a shared stage after per-backbone ones (the report) depends on all
+            upstream = shared_stamps + (line_stamps[(backbone, seed)] if backbone
+                                        else [x for line in lines for x in line_stamps[line]])
             _, run_dir, expected = _expected(job, preset, overrides, upstream)
             if not force and _up_to_date(run_dir, job.stage, expected):  # as run_job would, without an executor
                 job.status = "skipped"
@@ -191,18 +199,19 @@ def run(preset: str, backbones: list[str] | None = None, stage_names: list[str] 
         finished += [(job, result) for (job, _), result in zip(wave, execute(wave))]
         for job, result in finished:
             if result is None:
-                blocked.add(job.backbone)
+                blocked.add((job.backbone, job.run_seed) if job.backbone else None)
             elif job.backbone:
-                backbone_stamps[job.backbone].append(result)
+                line_stamps[(job.backbone, job.run_seed)].append(result)
             else:
                 shared_stamps.append(result)
     return jobs
 
 
 def summary(jobs: list[Job], preset: str) -> str:
-    lines = [f"{'stage':<28} {'backbone':<14} {'status':<8} {'seconds':>8}  note"]
+    lines = [f"{'stage':<28} {'backbone':<14} {'seed':>4} {'status':<8} {'seconds':>8}  note"]
     for j in jobs:
-        lines.append(f"{j.stage.name:<28} {j.backbone or '-':<14} {j.status:<8} {j.seconds:>8.1f}  {j.message}")
+        seed = "-" if j.run_seed is None else str(j.run_seed)
+        lines.append(f"{j.stage.name:<28} {j.backbone or '-':<14} {seed:>4} {j.status:<8} {j.seconds:>8.1f}  {j.message}")
     lines.append("")
     lines.append(f"runs (executed notebooks, config.yaml, metrics.json): {paths.runs_dir(preset)}")
     lines.append(f"figures and tables: {paths.figures_dir(preset)}")

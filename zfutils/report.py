@@ -27,9 +27,26 @@ class Table:
     higher_is_better: dict | bool = True
 
 
+def _finite(value) -> list[float]:
+    """The finite numbers in a cell: one number, or a list of them (one per seed, None if missing)."""
+    if value is None:
+        return []
+    return [float(v) for v in np.atleast_1d(np.asarray(value, dtype=object)) if v is not None and np.isfinite(float(v))]
+
+
+def cell_mean(value) -> float:
+    values = _finite(value)
+    return float(np.mean(values)) if values else np.nan
+
+
+def cell_std(value) -> float:
+    values = _finite(value)
+    return float(np.std(values)) if values else np.nan
+
+
 def mean_std(value, digits: int = 3) -> str:
     """One number, or mean ± std of several (one per seed); NaN and missing read '–'."""
-    values = [v for v in np.atleast_1d(value) if v is not None and np.isfinite(v)] if value is not None else []
+    values = _finite(value)
     if not values:
         return "–"
     if len(values) == 1:
@@ -39,7 +56,7 @@ def mean_std(value, digits: int = 3) -> str:
 
 def marked(table: Table, digits: int = 3) -> pd.DataFrame:
     """Formatted cells, the best of each row or column in **bold** and the worst in *italic*."""
-    means = table.values.map(lambda v: np.nan if v is None else float(np.mean(np.atleast_1d(v))))
+    means = table.values.map(cell_mean)
     text = table.values.map(lambda v: mean_std(v, digits))
     for column in means.columns:  # counts (batch size, iterations) read as integers
         values = means[column].dropna()
@@ -63,11 +80,11 @@ def marked(table: Table, digits: int = 3) -> pd.DataFrame:
     return text
 
 
-def stage_metrics(preset: str, stage: str, backbones) -> dict[str, dict]:
-    """metrics.json of `stage` for each backbone that has one."""
+def stage_metrics(preset: str, stage: str, backbones, run_seed: int | None = None) -> dict[str, dict]:
+    """metrics.json of `stage` for each backbone that has one (of training seed `run_seed`)."""
     found = {}
     for b in backbones:
-        path = paths.stage_dir(preset, stage, b) / "metrics.json"
+        path = paths.stage_dir(preset, stage, b, run_seed) / "metrics.json"
         if path.is_file():
             found[b] = json.loads(path.read_text())
     return found
@@ -88,10 +105,34 @@ def _split_note(cfg: dict, chance: float | None) -> str:
 
 
 def tables(cfg: dict, backbones) -> list[Table]:
-    """Every report table that the available runs allow."""
+    """Every report table that the available runs allow; with several training seeds, each cell
+    holds one number per seed (shown as mean ± std)."""
+    per_seed = [tables_of_seed(cfg, backbones, s) for s in config.training_seeds(cfg)]
+    return per_seed[0] if len(per_seed) == 1 else merge_seeds(per_seed)
+
+
+def merge_seeds(per_seed: list[list[Table]]) -> list[Table]:
+    """One table per name whose cells list the seeds' values (None where a seed lacks one)."""
+    merged = []
+    for first in per_seed[0]:
+        frames = [next((t.values for t in seed if t.name == first.name), None) for seed in per_seed]
+        index = pd.Index([]).append([f.index for f in frames if f is not None]).unique()
+        columns = pd.Index([]).append([f.columns for f in frames if f is not None]).unique()
+        cell = lambda f, r, c: f.at[r, c] if f is not None and r in f.index and c in f.columns else None  # noqa: E731
+        values = pd.DataFrame([[[cell(f, r, c) for f in frames] for c in columns] for r in index],
+                              index=index, columns=columns, dtype=object)
+        merged.append(Table(first.name, first.title, values, f"{first.caption} Mean ± std over {len(per_seed)} training seeds.",
+                            first.mark, first.higher_is_better))
+    return merged
+
+
+def tables_of_seed(cfg: dict, backbones, run_seed: int | None) -> list[Table]:
+    """The report tables of one training seed's runs."""
     preset = cfg["preset"]
-    m02, m03 = stage_metrics(preset, "02_inpaint_patterns", backbones), stage_metrics(preset, "03_finetune_classifier", backbones)
-    m04, m05 = stage_metrics(preset, "04_ablate_regions", backbones), stage_metrics(preset, "05_cluster_embeddings", backbones)
+    m02 = stage_metrics(preset, "02_inpaint_patterns", backbones, run_seed)
+    m03 = stage_metrics(preset, "03_finetune_classifier", backbones, run_seed)
+    m04 = stage_metrics(preset, "04_ablate_regions", backbones, run_seed)
+    m05 = stage_metrics(preset, "05_cluster_embeddings", backbones, run_seed)
     chance = next((m["chance"] for m in m03.values() if "chance" in m), None)
     note = _split_note(cfg, chance)
     out = []
@@ -120,20 +161,20 @@ def tables(cfg: dict, backbones) -> list[Table]:
                              higher_is_better={label: DIRECTION[metric] == "higher" for metric, label in TABLE4_COLUMNS.items()}))
     if m03:
         out += _classification_tables(m03, note)
-    shortcut = _shortcut_table(cfg, m04, backbones, note)
+    shortcut = _shortcut_table(cfg, m04, backbones, note, run_seed)
     return out + ([shortcut] if shortcut else [])
 
 
 SHORTCUT_CONDITIONS = ("pattern_only", "no_pattern", "background_only")
 
 
-def _shortcut_table(cfg: dict, m04: dict, backbones, note: str) -> Table | None:
+def _shortcut_table(cfg: dict, m04: dict, backbones, note: str, run_seed: int | None = None) -> Table | None:
     """The shortcut experiment: a preset that `extends` another and turns on the synthetic data's
     identity-correlated background and body shape, compared condition by condition with its base."""
     base, synth = config.preset_base(cfg["preset"]), cfg["data"]["synth"]
     if not base or not (synth["shortcut_background"] or synth["shortcut_body"]):
         return None
-    m04_base = stage_metrics(base, "04_ablate_regions", backbones)
+    m04_base = stage_metrics(base, "04_ablate_regions", backbones, run_seed)
     rows = {}
     for b in [b for b in m04 if b in m04_base]:
         for mode in ("deep", "shallow"):
@@ -191,7 +232,9 @@ def write(cfg: dict, backbones) -> list[Table]:
     found = tables(cfg, backbones)
     parts = [f"# Report: preset {cfg['preset']}\n"]
     for t in found:
-        t.values.map(lambda v: np.nan if v is None else float(np.mean(np.atleast_1d(v)))).to_csv(target / f"{t.name}.csv")
+        t.values.map(cell_mean).to_csv(target / f"{t.name}.csv")
+        if t.values.map(lambda v: len(_finite(v)) > 1).any().any():  # several seeds: their spread beside the means
+            t.values.map(cell_std).to_csv(target / f"{t.name}_std.csv")
         text = f"## {t.title}\n\n{marked(t).to_markdown(disable_numparse=True)}\n\n{t.caption}\n"
         (target / f"{t.name}.md").write_text(text)
         parts.append(text)

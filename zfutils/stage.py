@@ -92,10 +92,10 @@ def open_stage(name: str, preset: str, backbone: str | None = None, seed: int | 
         if value not in (None, ""):
             overrides[key] = value
     cfg = config.resolve(preset, backbone, overrides)
-    run_dir = paths.stage_dir(preset, name, backbone)
+    run_dir = paths.run_stage_dir(cfg, name, backbone)
     run_dir.mkdir(parents=True, exist_ok=True)
     limit_threads()
-    seed_everything(cfg["seed"])
+    seed_everything(config.training_seed(cfg))
     write_run_record(run_dir, cfg, extra={"stage": name, "backbone": backbone})
     logging.basicConfig(filename=run_dir / "stage.log", level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -32,7 +32,7 @@ def train_inpaint(cfg: dict, device: str, modes: list[str] | None = None) -> dic
     if cfg["backbone"]["family"] != "inpainting":
         raise ValueError(f"{cfg['backbone']['name']} is a {cfg['backbone']['family']} backbone: it has no inpainting "
                          "stage; use --task classify")
-    run_dir = paths.stage_dir(cfg["preset"], STAGES["inpaint"], cfg["backbone"]["name"])
+    run_dir = paths.run_stage_dir(cfg, STAGES["inpaint"], cfg["backbone"]["name"])
     trainer, _ = inpainting.build_trainer(cfg, run_dir, device)
     return {"table3": inpainting.fit(trainer, cfg, load_prepared(cfg))}
 
@@ -43,7 +43,7 @@ def train_classify(cfg: dict, device: str, modes: list[str] | None = None) -> di
     from zfutils.data.build import load_prepared
 
     data = load_prepared(cfg)
-    stage_dir = paths.stage_dir(cfg["preset"], STAGES["classify"], cfg["backbone"]["name"])
+    stage_dir = paths.run_stage_dir(cfg, STAGES["classify"], cfg["backbone"]["name"])
     best = {}
     for mode in modes or cfg["classify"]["modes"]:
         _, _, _, best[mode], _ = classification.train_mode(cfg, data, mode, stage_dir, device)
@@ -58,7 +58,7 @@ def _record(cfg: dict, task: str, device: str, result: dict, argv: list[str]) ->
     run.json is rewritten when the stage runs)."""
     from zfutils.provenance import git_sha, library_versions
 
-    run_dir = paths.stage_dir(cfg["preset"], STAGES[task], cfg["backbone"]["name"])
+    run_dir = paths.run_stage_dir(cfg, STAGES[task], cfg["backbone"]["name"])
     record = {"task": task, "world_size": distributed.world_size(), "device": device,
               "backend": distributed.backend(), "argv": argv, "git_sha": git_sha(),
               "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(), "versions": library_versions(),
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     device = distributed.init(cfg["device"])
     try:
         limit_threads()
-        seed_everything(cfg["seed"])  # every rank builds the same initial weights
+        seed_everything(config.training_seed(cfg))  # every rank builds the same initial weights
         distributed.per_rank_batch(cfg[args.task]["batch_size"])  # before anything is built or cleared
         if distributed.is_main():
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
