@@ -43,16 +43,23 @@ def query_ranks(embeddings, identities, sessions=None, metric: str = "cosine",
         excluded = q[:, None] == cols[None, :]
         if sess is not None:
             excluded |= positive & (sess[q, None] == sess[None, :])
-        positive &= ~excluded
-        # Primary key last: kept before excluded, higher score first, negatives before positives
-        # on a tie; lexsort is stable, so the column index settles the rest.
-        order = np.lexsort((positive, -score, excluded), axis=-1)
-        hit = np.take_along_axis(positive, order, axis=1)
-        n_pos = hit.sum(axis=1)
-        precision = np.cumsum(hit, axis=1) / np.arange(1, n + 1)
-        kept = n_pos > 0
-        first[rows[kept]] = hit[kept].argmax(axis=1)
-        ap[rows[kept]] = (precision * hit).sum(axis=1)[kept] / n_pos[kept]
+        first[rows], ap[rows] = ranks_from_scores(score, positive & ~excluded, excluded)
+    return first, ap
+
+
+def ranks_from_scores(score: np.ndarray, positive: np.ndarray, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per query row of `score` (query x gallery, higher = more alike): the rank of its first
+    positive and its average precision; -1 and NaN where no positive is left. Excluded pairs
+    rank last; a tie puts negatives before positives, then the column index settles it."""
+    n = score.shape[1]
+    order = np.lexsort((positive, -score, excluded), axis=-1)  # primary key last
+    hit = np.take_along_axis(positive, order, axis=1)
+    n_pos = hit.sum(axis=1)
+    precision = np.cumsum(hit, axis=1) / np.arange(1, n + 1)
+    kept = n_pos > 0
+    first, ap = np.full(len(score), -1, dtype=np.int64), np.full(len(score), np.nan)
+    first[kept] = hit[kept].argmax(axis=1)
+    ap[kept] = (precision * hit).sum(axis=1)[kept] / n_pos[kept]
     return first, ap
 
 
@@ -60,7 +67,11 @@ def retrieval_metrics(embeddings, identities, sessions=None, ks=(1, 5), metric: 
                       queries=None) -> dict:
     """`top{k}` for each k (share of queries with a true match among their k nearest), `mAP`,
     `n_queries` (queries scored) and `n_skipped` (queries left without a positive)."""
-    first, ap = query_ranks(embeddings, identities, sessions, metric, queries=queries)
+    return summarize_ranks(*query_ranks(embeddings, identities, sessions, metric, queries=queries), ks)
+
+
+def summarize_ranks(first: np.ndarray, ap: np.ndarray, ks=(1, 5)) -> dict:
+    """top-k, mAP and query counts from the per-query ranks and average precisions."""
     kept = first >= 0
     out = {f"top{k}": _mean(first[kept] < k) for k in ks}
     out.update(mAP=_mean(ap[kept]), n_queries=int(kept.sum()), n_skipped=int((~kept).sum()))
