@@ -9,7 +9,7 @@ from zfutils.data.torchsets import ClassificationSet
 from zfutils.models.classifier import Classifier
 from zfutils.train.classify import ClassifierTrainer
 
-NAMES = sorted(models.BACKBONES)
+NAMES = sorted(n for n, b in models.BACKBONES.items() if b.matcher is None)  # networks (matchers: test_matching.py)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,8 @@ def test_every_backbone_learns_in_both_modes(name, mode, tiny, tmp_path):
     encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     trainer.fit(train, train, n_classes=3)  # validated on train: this checks learning, not generalisation
     history = [r for r in trainer.log.read() if r["kind"] == "epoch"]
-    assert min(r["train_loss"] for r in history[1:]) < history[0]["train_loss"]  # batch-norm nets are noisy at batch 8
+    # eval-mode loss on the training images: train-mode losses of batch-norm nets at batch 8 and 32 px are too noisy
+    assert min(r["val_loss"] for r in history[1:]) < history[0]["val_loss"]
     assert max(r["val_accuracy"] for r in history) > 0.6  # chance is 1/3
     assert {"val_macro_recall", "val_macro_f1"} <= set(history[-1])
     after = model.encoder.state_dict()

@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from zfutils import config, paths
+from zfutils import config, matching, paths
 from zfutils.cam import cam_mass_shares, grad_cams
 from zfutils.data.format import StoredDataset
 from zfutils.data.torchsets import ClassificationSet
 from zfutils.embed import save_embeddings
 from zfutils.models import checkpoints, get
+from zfutils.models.arcface import counts_per_class
 from zfutils.models.classifier import Classifier
 from zfutils.models.registry import Backbone
 from zfutils.provenance import device_info
@@ -61,7 +62,7 @@ def build_classifier(cfg: dict, backbone: Backbone, state: dict | None, n_classe
     c = cfg["classify"]
     return Classifier(backbone=backbone, generator=generator, n_classes=n_classes,
                       embed_dim=backbone.embed_dim(cfg["model"]["width"]), head=c["head"], arcface=c["arcface"],
-                      neck=c["neck"])
+                      neck=c["neck"], pooling=c["pooling"])
 
 
 def cam_watch_set(data: ClassificationSet, n: int) -> dict[str, torch.Tensor]:
@@ -142,6 +143,7 @@ def train_classifier(cfg: dict, mode: str, sets: dict, out: Path, device: str, w
     state, init = initial_state(cfg, backbone)
     torch.manual_seed(config.training_seed(cfg))
     model = build_classifier(cfg, backbone, state, n_classes)
+    model.set_class_counts(counts_per_class(sets["train"].rows["identity"], sets["train"].classes))  # dynamic margins
     out.mkdir(parents=True, exist_ok=True)
     trainer = ClassifierTrainer(model=model, mode=mode, run_dir=out, epochs=c["epochs"], batch_size=c["batch_size"],
                                 lr_head=c["lr_head"], lr_encoder=c["lr_encoder"], weight_decay=c["weight_decay"],
@@ -192,7 +194,10 @@ def save_refined_embeddings(stage: Stage, data: StoredDataset, model: Classifier
 
 
 def finetune_classifiers(stage: Stage, data: StoredDataset) -> dict[str, dict]:
-    """Both modes; their numbers go into the stage's metrics.json as they finish."""
+    """Both modes; their numbers go into the stage's metrics.json as they finish. A matching
+    method (no network) is evaluated by matching instead, in stage 03's result shape."""
+    if matching.is_matcher(stage.cfg["backbone"]["name"]):
+        return evaluate_matcher(stage, data)
     device = device_info(stage.cfg["device"])["device"]
     results = {}
     for mode in stage.cfg["classify"]["modes"]:
@@ -202,6 +207,18 @@ def finetune_classifiers(stage: Stage, data: StoredDataset) -> dict[str, dict]:
     stage.log_metrics(chance=1 / len(results[next(iter(results))]["classes"]), head=stage.cfg["classify"]["head"])
     if stage.cfg["classify"]["leakage_check"]:
         stage.log_metrics(leakage=leakage_check(stage, data, results, device))
+    return results
+
+
+def evaluate_matcher(stage: Stage, data: StoredDataset) -> dict[str, dict]:
+    results = {matching.MODE: matching.evaluate(stage.cfg, data)}
+    stage.log_metrics(**{matching.MODE: {k: v for k, v in results[matching.MODE].items() if k not in ("watcher", "trainer")}},
+                      chance=1 / len(results[matching.MODE]["classes"]), head="none")
+    if stage.cfg["classify"]["leakage_check"]:
+        configured = stage.cfg["split"]["classify"]
+        stage.log_metrics(leakage={rule: results[matching.MODE]["test"]["accuracy"] if rule == configured
+                                   else matching.test_accuracy(stage.cfg, data, f"split_{rule}")
+                                   for rule in ("random", "session")})
     return results
 
 

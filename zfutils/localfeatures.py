@@ -142,21 +142,30 @@ def _mirrored(image, region):
 
 def match(desc_a, kp_a, desc_b, kp_b, *, ratio: float = RATIO, ransac_threshold: float = RANSAC_THRESHOLD,
           model: str = "affine", seed: int = 0) -> int:
+    """The number of `match_inliers`."""
+    return len(match_inliers(desc_a, kp_a, desc_b, kp_b, ratio=ratio, ransac_threshold=ransac_threshold,
+                             model=model, seed=seed))
+
+
+def match_inliers(desc_a, kp_a, desc_b, kp_b, *, ratio: float = RATIO, ransac_threshold: float = RANSAC_THRESHOLD,
+                  model: str = "affine", seed: int = 0) -> np.ndarray:
     """Geometrically verified matches between two images: 2-NN matches from a to b (L2, or
     Hamming for binary ORB descriptors) that pass Lowe's ratio test, then the inliers of the
     `model` that RANSAC (`ransac_threshold` pixels, OpenCV's generator seeded with `seed`) fits
     to them. 0 when no more matches than the model's minimal sample remain, or when only its
-    minimal sample supports the model (any random points fit that well)."""
+    minimal sample supports the model (any random points fit that well). Returns the inliers'
+    keypoints in image a (K x 2, x y): where the evidence lies."""
+    none = np.zeros((0, 2), np.float32)
     if model not in MODELS:
         raise ValueError(f"unknown geometric model {model!r}; known: {', '.join(MODELS)}")
     minimal = MODELS[model]
     if len(desc_a) < 2 or len(desc_b) < 2:
-        return 0
+        return none
     norm = cv2.NORM_HAMMING if np.asarray(desc_a).dtype == np.uint8 else cv2.NORM_L2
     pairs = cv2.BFMatcher(norm).knnMatch(desc_a, desc_b, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
     if len(good) <= minimal:
-        return 0
+        return none
     src = np.float32([kp_a[m.queryIdx] for m in good])
     dst = np.float32([kp_b[m.trainIdx] for m in good])
     cv2.setRNGSeed(seed)  # RANSAC draws from OpenCV's generator: fixed, a score does not depend on order
@@ -166,8 +175,9 @@ def match(desc_a, kp_a, desc_b, kp_b, *, ratio: float = RATIO, ransac_threshold:
         estimate = cv2.estimateAffine2D if model == "affine" else cv2.estimateAffinePartial2D
         _, inliers = estimate(src, dst, method=cv2.RANSAC, ransacReprojThreshold=ransac_threshold,
                               maxIters=2000, confidence=0.99, refineIters=10)
-    count = 0 if inliers is None else int(inliers.sum())
-    return count if count > minimal else 0
+    if inliers is None or int(inliers.sum()) <= minimal:
+        return none
+    return src[inliers.ravel().astype(bool)]
 
 
 class Scores(NamedTuple):

@@ -9,6 +9,7 @@ import copy
 import pandas as pd
 import torch
 
+from zfutils import matching
 from zfutils.ablation import ablation_sets, apply_condition, select_ablation_rows
 from zfutils.classification import train_classifier
 from zfutils.data.format import StoredDataset
@@ -43,6 +44,12 @@ def run_ablation(stage: Stage, data: StoredDataset) -> pd.DataFrame:
     records = []
     for condition in cfg["ablation"]["conditions"]:
         sets = ablation_sets(data, rows, condition, fill)
+        if matching.is_matcher(cfg["backbone"]["name"]):  # nothing to train: match under the condition
+            test = matching.ablate(cfg, sets, condition)
+            records.append({"condition": condition, "mode": matching.MODE, "accuracy": test["accuracy"],
+                            "macro_f1": test["macro_f1"], "best_epoch": None, "init": "none"})
+            stage.log_metrics(results=records)
+            continue
         for mode in cfg["ablation"]["modes"]:
             trainer, best, init = train_classifier(cfg, mode, sets, stage.dir / condition / mode, device, tag=condition)
             test = trainer.evaluate(sets["test"], len(sets["train"].classes))

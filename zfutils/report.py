@@ -90,10 +90,19 @@ def stage_metrics(preset: str, stage: str, backbones, run_seed: int | None = Non
     return found
 
 
+MATCHING = "matching"  # the one mode of a method without training (zfutils.matching.MODE)
+
+
 def _label(backbone: str, m03: dict) -> str:
-    """Row label; a backbone that started from random weights says so in every table."""
-    init = m03.get(backbone, {}).get("deep", {}).get("init", {}).get("init")
-    return f"{backbone} (random init)" if init == "random" else backbone
+    """Row label; a backbone that started from random weights, or learns nothing at all (a
+    matching method), says so in every table."""
+    runs = m03.get(backbone, {})
+    init = (runs.get("deep") or runs.get(MATCHING) or {}).get("init", {}).get("init")
+    return {"random": f"{backbone} (random init)", "none": f"{backbone} (no training)"}.get(init, backbone)
+
+
+def _row(label: str, mode: str) -> str:
+    return label if mode == MATCHING else f"{label} {mode}"
 
 
 def _split_note(cfg: dict, chance: float | None) -> str:
@@ -137,11 +146,12 @@ def tables_of_seed(cfg: dict, backbones, run_seed: int | None) -> list[Table]:
     note = _split_note(cfg, chance)
     out = []
     for number, mode in ((1, "deep"), (2, "shallow")):
-        rows = {_label(b, m03): {r["condition"]: r["accuracy"] for r in m["results"] if r["mode"] == mode}
+        rows = {_label(b, m03): {r["condition"]: r["accuracy"] for r in m["results"] if r["mode"] in (mode, MATCHING)}
                 for b, m in m04.items() if "results" in m}
         if rows:
             out.append(Table(f"table{number}_ablation_{mode}", f"Table {number}: test accuracy by visible region, {mode} fine-tuning",
-                             pd.DataFrame(rows).T, f"{note} Best region per model in bold, worst in italic.", mark="row"))
+                             pd.DataFrame(rows).T, f"{note} Best region per model in bold, worst in italic. Methods "
+                             "without training (matching) appear in both tables with the same numbers.", mark="row"))
     if m02:
         rows = {b: {"lowest validation generator loss": m["table3"]["best_val_g_loss"], "batch size": m["table3"]["batch_size"],
                     "iterations": m["table3"]["best_iteration"], "test L1 (hole)": m["test"]["test_l1"],
@@ -194,19 +204,18 @@ def _classification_tables(m03: dict, note: str) -> list[Table]:
     cls, ret, focus, leak = {}, {}, {}, {}
     for b, m in m03.items():
         label = _label(b, m03)
-        for mode in ("shallow", "deep"):
+        for mode in ("shallow", "deep", MATCHING):
             if mode not in m:
                 continue
-            r = m[mode]
-            cls[f"{label} {mode}"] = {"accuracy": r["test"]["accuracy"], "macro recall": r["test"]["macro_recall"],
-                                      "macro F1": r["test"]["macro_f1"]}
+            r, row = m[mode], _row(label, mode)
+            cls[row] = {"accuracy": r["test"]["accuracy"], "macro recall": r["test"]["macro_recall"],
+                        "macro F1": r["test"]["macro_f1"]}
             for split, name in (("test", "known, gallery"), ("open", "unseen, leave-one-out")):
                 got = r["retrieval"].get(split, {})
-                ret[f"{label} {mode}"] = {**ret.get(f"{label} {mode}", {}),
-                                          **{f"{k} ({name})": got.get(k) for k in ("top1", "top5", "mAP")}}
+                ret[row] = {**ret.get(row, {}), **{f"{k} ({name})": got.get(k) for k in ("top1", "top5", "mAP")}}
             last = r["history"][-1] if r["history"] else {}
-            focus[f"{label} {mode}"] = {"pattern": last.get("cam_pattern"), "fish outside pattern": last.get("cam_fish_outside_pattern"),
-                                        "background": last.get("cam_background")}
+            focus[row] = {"pattern": last.get("cam_pattern"), "fish outside pattern": last.get("cam_fish_outside_pattern"),
+                          "background": last.get("cam_background")}
         if m.get("leakage"):
             rnd, ses = m["leakage"].get("random"), m["leakage"].get("session")
             leak[label] = {"random split": rnd, "session split": ses,
@@ -217,7 +226,9 @@ def _classification_tables(m03: dict, note: str) -> list[Table]:
                  f"{note} Known individuals: test images query all other classification images, same individual and "
                  "session excluded; unseen: the open split's held-out individuals, leave-one-out.", mark="column"),
            Table("pattern_focus", "Pattern focus: share of Grad-CAM mass at the last epoch", pd.DataFrame(focus).T,
-                 f"{note} Fixed validation images; shares of pattern, rest of the fish and background add up to 1.")]
+                 f"{note} Fixed validation images; shares of pattern, rest of the fish and background add up to 1. "
+                 "For matching methods: where the verified matches' keypoints lie, against the best image of the "
+                 "same individual.")]
     if leak:
         out.append(Table("leakage", "Leakage check: shallow test accuracy, random vs session split", pd.DataFrame(leak).T,
                          "Same images and training; only the split differs. Inflation = random - session."))

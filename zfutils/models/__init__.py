@@ -1,6 +1,9 @@
-"""Backbones: the four inpainting models and the classification baselines, behind one registry.
-Importing this package registers every backbone module listed here."""
+"""Backbones: the four inpainting models, the classification baselines, the embedding model and
+the local-feature matching methods, behind one registry. Importing this package registers every
+backbone module listed here."""
 from zfutils.models.registry import (  # noqa: F401
     BACKBONES, Backbone, InpaintResult, build_discriminator, build_generator, get, load_pretrained, register,
 )
-from zfutils.models import aotgan, deepfillv2, edgeconnect, efficientnet, inceptionv3, lama  # noqa: F401,E402
+from zfutils.models import (  # noqa: F401,E402
+    aotgan, deepfillv2, edgeconnect, efficientnet, efficientnetv2, inceptionv3, lama, localmatch,
+)

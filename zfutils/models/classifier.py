@@ -1,9 +1,15 @@
 """The study's classifier: a backbone's isolated encoder (reading the image with an all-zero mask,
-in the backbone's convention) + global average pooling + one head.
+in the backbone's convention) + global pooling + one head.
 
-Heads: `linear` (softmax + cross-entropy, as the study) or `arcface` (sub-center ArcFace with an
-angular margin, as MiewID, from pytorch-metric-learning): its logits are scaled cosines to the
-class centres, so prediction, metrics and Grad-CAM treat both heads alike.
+Pooling: `avg` (global average pooling, the study's) or `gem` (generalized mean with a learnable
+p, as MiewID; p is an encoder parameter: it trains in deep mode and stays at 3 in shallow mode,
+see zfutils/models/pooling.py).
+
+Heads: `linear` (softmax + cross-entropy, as the study), `arcface` (sub-center ArcFace with one
+angular margin, from pytorch-metric-learning) or `arcface_dynamic` (sub-center ArcFace with
+per-class margins from the training class counts, as MiewID; zfutils/models/arcface.py; the
+counts come as `class_counts` or `set_class_counts`, equal counts until then). Their logits are
+scaled cosines to the class centres, so prediction, metrics and Grad-CAM treat all heads alike.
 
 Neck: pooled features of different encoders differ in scale by orders of magnitude (DeepFillV2's
 gated convolutions shrink the signal layer by layer), and a linear head on tiny features barely
@@ -17,28 +23,42 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from zfutils.models.arcface import SubCenterArcFaceDynamic
+from zfutils.models.pooling import POOLINGS, GeM, PooledEncoder
 from zfutils.models.registry import Backbone
 
-HEADS = ("linear", "arcface")
+HEADS = ("linear", "arcface", "arcface_dynamic")
 NECKS = ("layernorm", "none")
 
 
 class Classifier(nn.Module):
     def __init__(self, *, backbone: Backbone, generator: nn.Module, n_classes: int, embed_dim: int,
-                 head: str = "linear", arcface: dict | None = None, neck: str = "layernorm"):
+                 head: str = "linear", arcface: dict | None = None, neck: str = "layernorm", pooling: str = "avg",
+                 class_counts=None):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown classification head '{head}'; known heads: {', '.join(HEADS)}")
         if neck not in NECKS:
             raise ValueError(f"unknown classification neck '{neck}'; known necks: {', '.join(NECKS)}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown classification pooling '{pooling}'; known poolings: {', '.join(POOLINGS)}")
         self.neck = nn.LayerNorm(embed_dim, elementwise_affine=False) if neck == "layernorm" else nn.Identity()
         self.backbone_name = backbone.name
+        self.pooling = pooling
         self.encoder = backbone.encoder(generator)  # shares the generator's parameters
+        if pooling == "gem":
+            self.encoder = PooledEncoder(self.encoder, GeM(p=3.0))
         self.cam_layer = backbone.cam_layer(generator)
         self._encoder_input = backbone.encoder_input
         self.head_kind = head
         if head == "linear":
             self.head = nn.Linear(embed_dim, n_classes)
+        elif head == "arcface_dynamic":
+            opts = arcface or {}
+            self.head = SubCenterArcFaceDynamic(  # margin_max falls back to the one-margin head's `margin`
+                n_classes=n_classes, embed_dim=embed_dim, scale=opts.get("scale", 64),
+                sub_centers=opts.get("sub_centers", 3), margin_min=opts.get("margin_min", 2.86),
+                margin_max=opts.get("margin_max", opts.get("margin", 28.6)), class_counts=class_counts)
         else:
             from pytorch_metric_learning.losses import SubCenterArcFaceLoss
 
@@ -48,9 +68,16 @@ class Classifier(nn.Module):
                                              sub_centers=opts.get("sub_centers", 3))
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:
-        """One vector per image: the encoder's feature map, average-pooled."""
+        """One vector per image: the encoder's feature map, average- or GeM-pooled."""
         zeros = torch.zeros_like(image[:, :1])
-        return self.encoder(self._encoder_input(image, zeros)).mean(dim=(2, 3))
+        features = self.encoder(self._encoder_input(image, zeros))
+        return self.encoder.pool(features) if self.pooling == "gem" else features.mean(dim=(2, 3))
+
+    def set_class_counts(self, counts) -> None:
+        """Training images per class (label order): the `arcface_dynamic` head's margins; no
+        effect on the other heads, whose loss does not depend on class frequency."""
+        if self.head_kind == "arcface_dynamic":
+            self.head.set_class_counts(counts)
 
     def logits(self, embedding: torch.Tensor) -> torch.Tensor:
         z = self.neck(embedding)

@@ -46,6 +46,9 @@ class Backbone:
       pixel (AOT-GAN and EdgeConnect fill holes with white, DeepFillV2 with 0 in [-1, 1], i.e. grey,
       LaMa with black, the ImageNet baselines with the mean colour); the region ablation fills
       removed regions with it, so every model sees "nothing there" as it was trained to.
+    - `matcher`: for a method without a network (family `matching`, zfutils/models/localmatch.py),
+      the settings of its zfutils.localfeatures.LocalFeatureIndex; stages evaluate it by matching
+      instead of training it, and its network callables say that it has none.
     """
     name: str
     family: str
@@ -60,6 +63,7 @@ class Backbone:
     embed_dim: Callable[[float], int]
     checkpoint_hint: str = ""
     missing_fill: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    matcher: dict | None = None
 
 
 BACKBONES: dict[str, Backbone] = {}
