@@ -17,6 +17,7 @@ from zfutils.models import checkpoints, get
 from zfutils.models.registry import Backbone
 from zfutils.provenance import device_info
 from zfutils.stage import Stage
+from zfutils.train.compute import Compute
 from zfutils.train.inpaint import InpaintTrainer, evaluate_inpainting
 from zfutils.train.recipe import LossRecipe
 
@@ -64,7 +65,7 @@ def build_trainer(cfg: dict, run_dir, device: str) -> tuple[InpaintTrainer, dict
                              run_dir=run_dir, epochs=ic["epochs"], batch_size=ic["batch_size"], lr_g=ic["lr_g"],
                              lr_d=ic["lr_d"], betas=tuple(ic["betas"]), seed=config.training_seed(cfg), stamp=_stamp(cfg),
                              max_batches=ic["max_batches"], val_every=ic["val_every"], grad_clip=ic["grad_clip"],
-                             device=device)
+                             device=device, compute=Compute.from_cfg(cfg, device))
     return trainer, init
 
 

@@ -32,13 +32,17 @@ class FourierUnit(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        spec = torch.fft.rfftn(x, dim=(-2, -1), norm="ortho")
-        spec = torch.stack((spec.real, spec.imag), dim=2).reshape(b, 2 * c, h, spec.shape[-1])
-        spec = self.relu(self.bn(self.conv_layer(spec)))
-        spec = spec.reshape(b, c, 2, h, spec.shape[-1])
-        spec = torch.complex(spec[:, :, 0], spec[:, :, 1])
-        return torch.fft.irfftn(spec, s=(h, w), dim=(-2, -1), norm="ortho")
+        # FFTs have no bf16 kernels and lose too much in fp16: under mixed precision this unit
+        # runs in fp32, as LaMa's own code does
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.float()
+            b, c, h, w = x.shape
+            spec = torch.fft.rfftn(x, dim=(-2, -1), norm="ortho")
+            spec = torch.stack((spec.real, spec.imag), dim=2).reshape(b, 2 * c, h, spec.shape[-1])
+            spec = self.relu(self.bn(self.conv_layer(spec)))
+            spec = spec.reshape(b, c, 2, h, spec.shape[-1])
+            spec = torch.complex(spec[:, :, 0], spec[:, :, 1])
+            return torch.fft.irfftn(spec, s=(h, w), dim=(-2, -1), norm="ortho")
 
 
 class SpectralTransform(nn.Module):

@@ -62,12 +62,14 @@ class Resumable:
 
         seed = self.seed * 100_003 + epoch + 7919 * salt
         drop = drop_last and len(data) > self.batch_size
+        compute = getattr(self, "compute", None)  # worker processes and pinned memory (zfutils.train.compute)
+        options = compute.loader_options() if compute is not None else {}
         if distributed.active():
             return DataLoader(data, batch_size=distributed.per_rank_batch(self.batch_size),
-                              sampler=distributed.shard_sampler(data, seed, drop_last=drop), drop_last=drop)
+                              sampler=distributed.shard_sampler(data, seed, drop_last=drop), drop_last=drop, **options)
         order = torch.Generator().manual_seed(seed)
         return DataLoader(data, batch_size=self.batch_size, sampler=RandomSampler(data, generator=order),
-                          drop_last=drop)
+                          drop_last=drop, **options)
 
     def resumable_checkpoint(self) -> dict | None:
         """last.pt if it belongs to this configuration, with the random state restored and log

@@ -21,6 +21,7 @@ from zfutils.metrics import classification_metrics, confusion
 from zfutils.models.classifier import Classifier
 from zfutils.train import batchnorm, distributed
 from zfutils.train.checkpoint import Resumable, load_checkpoint, rng_state, save_atomic
+from zfutils.train.compute import Compute
 from zfutils.train.inpaint import NonFiniteLoss
 from zfutils.train.runlog import JsonLinesLog
 
@@ -58,13 +59,15 @@ class ClassifierTrainer(Resumable):
     on_epoch_end: Callable[[int, Classifier], dict] | None = None  # extra numbers logged per epoch
     precise_bn_batches: int = 0     # deep mode: re-estimate batch-norm statistics on this many batches per epoch
     calibrate_first: bool = False   # random start: estimate batch-norm statistics once before training
+    compute: Compute | None = None  # precision, memory layout, loaders (zfutils.train.compute); None: fp32 on `device`
     state: dict = field(default_factory=lambda: {"epoch": 0, "iteration": 0, "best_val": -math.inf, "best_epoch": None})
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"unknown classification mode '{self.mode}'; known modes: {', '.join(MODES)}")
         self.run_dir = Path(self.run_dir)
-        self.model.to(self.device)
+        self.compute = self.compute or Compute(device=self.device)
+        self.model = self.compute.prepare(self.model, hot=self.model.encoder)
         groups = [{"params": [p for p in self.model.head.parameters()], "lr": self.lr_head}]
         if self.mode == "shallow":
             self.model.freeze_encoder()
@@ -82,8 +85,9 @@ class ClassifierTrainer(Resumable):
             raise NonFiniteLoss(f"classification loss became non-finite at iteration {self.state['iteration'] + 1}; "
                                 f"the last good checkpoint is kept ({self.last_path}); lower classify.lr_head / lr_encoder")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.compute.backward(loss)
+        self.compute.step(self.optimizer)
+        self.compute.update()
         self.state["iteration"] += 1
         return value
 
@@ -104,9 +108,10 @@ class ClassifierTrainer(Resumable):
 
     def _loss(self, batch: dict, model=None) -> tuple[torch.Tensor, torch.Tensor]:
         model, label = self.model if model is None else model, batch["label"].to(self.device)
-        if "embedding" in batch:
-            return model.loss_on_embedding(batch["embedding"].to(self.device), label)
-        return model.loss(batch["image"].to(self.device), label)
+        with self.compute.autocast():
+            if "embedding" in batch:
+                return model.loss_on_embedding(batch["embedding"].to(self.device), label)
+            return model.loss(self.compute.batch(batch["image"]), label)
 
     @torch.no_grad()
     def frozen_features(self, data) -> "EmbeddedSet":
@@ -116,7 +121,8 @@ class ClassifierTrainer(Resumable):
         self.model.eval()
         vectors, labels = [], []
         for batch in DataLoader(data, batch_size=max(self.batch_size, 32), shuffle=False):
-            vectors.append(self.model.embed(batch["image"].to(self.device)).cpu())
+            with self.compute.autocast():
+                vectors.append(self.model.embed(self.compute.batch(batch["image"])).float().cpu())
             labels.append(batch["label"])
         if not vectors:
             return EmbeddedSet(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long))

@@ -24,6 +24,7 @@ from zfutils import metrics
 from zfutils.models.registry import Backbone
 from zfutils.train import distributed
 from zfutils.train.checkpoint import Resumable, load_checkpoint, rng_state, save_atomic
+from zfutils.train.compute import Compute
 from zfutils.train.recipe import LossRecipe
 from zfutils.train.runlog import JsonLinesLog
 
@@ -52,13 +53,15 @@ class InpaintTrainer(Resumable):
     val_every: int = 0              # extra validations every K iterations (0: once per epoch)
     grad_clip: float | None = None  # max gradient norm of the generator (LaMa clips at 1)
     device: str = "cpu"
+    compute: Compute | None = None  # precision, memory layout, loaders (zfutils.train.compute); None: fp32 on `device`
     state: dict = field(default_factory=lambda: {"epoch": 0, "iteration": 0, "best_val": math.inf,
                                                  "best_iteration": None, "best_epoch": None})
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
-        self.generator = distributed.prepare(self.generator.to(self.device), self.device)
-        self.discriminator = distributed.prepare(self.discriminator.to(self.device), self.device,
+        self.compute = self.compute or Compute(device=self.device)
+        self.generator = distributed.prepare(self.compute.prepare(self.generator), self.device)
+        self.discriminator = distributed.prepare(self.compute.prepare(self.discriminator), self.device,
                                                  sync_bn=not self.recipe.terms()["r1"])  # R1: double backward
         self.recipe.to(self.device)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=tuple(self.betas))
@@ -67,7 +70,7 @@ class InpaintTrainer(Resumable):
 
     # --- steps ---------------------------------------------------------------------------
     def _batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        return batch["image"].to(self.device), batch["mask"].to(self.device)
+        return self.compute.batch(batch["image"]), self.compute.batch(batch["mask"])
 
     def train_step(self, batch: dict) -> dict:
         """One discriminator update on the current fakes, then one generator update judged by the
@@ -75,22 +78,23 @@ class InpaintTrainer(Resumable):
         image, mask = self._batch(batch)
         self.generator.train()
         self.discriminator.train()
-        result = self.backbone.inpaint(self.generator, image, mask)
-        d_total, d_terms = self.recipe.discriminator_loss(self.backbone, self.discriminator, image, mask, result)
+        with self.compute.autocast():
+            result = self.backbone.inpaint(self.generator, image, mask)
+            d_total, d_terms = self.recipe.discriminator_loss(self.backbone, self.discriminator, image, mask, result)
         d_values = self._check_finite({"discriminator": d_total, **d_terms})
         self.opt_d.zero_grad(set_to_none=True)
-        d_total.backward()
+        self.compute.backward(d_total)
         distributed.average_gradients(self.discriminator.parameters())
-        self.opt_d.step()
-        g_total, g_terms, _ = self.recipe.generator_loss(self.backbone, self.generator, self.discriminator,
-                                                         image, mask, result=result)
+        self.compute.step(self.opt_d)
+        with self.compute.autocast():
+            g_total, g_terms, _ = self.recipe.generator_loss(self.backbone, self.generator, self.discriminator,
+                                                             image, mask, result=result)
         g_values = self._check_finite({"generator": g_total, **g_terms})
         self.opt_g.zero_grad(set_to_none=True)
-        g_total.backward()
+        self.compute.backward(g_total)
         distributed.average_gradients(self.generator.parameters())
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.grad_clip)
-        self.opt_g.step()
+        self.compute.step(self.opt_g, clip=self.grad_clip, parameters=self.generator.parameters())
+        self.compute.update()
         self.state["iteration"] += 1
         return {"g_loss": g_values.pop("generator"), "d_loss": d_values.pop("discriminator"), **g_values, **d_values}
 
@@ -115,7 +119,8 @@ class InpaintTrainer(Resumable):
         total, n = 0.0, 0
         for batch in DataLoader(data, batch_size=self.batch_size, shuffle=False):
             image, mask = self._batch(batch)
-            loss, _, _ = self.recipe.generator_loss(self.backbone, self.generator, self.discriminator, image, mask)
+            with self.compute.autocast():
+                loss, _, _ = self.recipe.generator_loss(self.backbone, self.generator, self.discriminator, image, mask)
             total += float(loss) * len(image)
             n += len(image)
         return total / max(n, 1)
