@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed
 export OMP_WAIT_POLICY := PASSIVE
 export MPLBACKEND := Agg
 export PYTHONDONTWRITEBYTECODE := 1
+# UMAP and pynndescent compile with numba in every new kernel; a disk cache keeps what can be kept
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 
 .PHONY: venv run test lab bench data clean-runs
 
