@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 
@@ -22,6 +19,9 @@ def grad_cams(model: nn.Module, target_layer: nn.Module, images, labels, batch_s
     if images.ndim != 4 or len(images) != len(labels):
         raise ValueError(f"images must be N x C x H x W with one label each, got {tuple(images.shape)} "
                          f"and {len(labels)} labels")
+    from pytorch_grad_cam import GradCAM  # here: importing it costs ~3 s in every stage kernel
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     params = list(model.parameters())
     saved = model.training, [p.requires_grad for p in params], [p.grad for p in params]
     out = []
@@ -77,4 +77,6 @@ def overlay(image, cam) -> np.ndarray:
         raise ValueError(f"need an H x W x 3 image and an H x W CAM, got {image.shape} and {cam.shape}")
     if image.min() < 0 or image.max() > 1 or cam.min() < 0 or cam.max() > 1:
         raise ValueError("image and CAM must both lie in [0, 1]")
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
     return show_cam_on_image(image, cam, use_rgb=True).astype(np.float32) / 255.0

@@ -37,9 +37,10 @@ def run_stage_dir(cfg: dict, stage: str, backbone: str | None) -> Path:
     return stage_dir(cfg["preset"], stage, backbone, cfg.get("run_seed"))
 
 
-def data_dir(preset: str, source: str) -> Path:
-    """Where a preset's data set in the project's on-disk format lives."""
-    return workdir() / "data" / preset / source
+def data_dir(preset: str, source: str, variant: str | None = None) -> Path:
+    """Where a preset's data set in the project's on-disk format lives: data/<preset>/<source>; a
+    `variant` of it (the other synthetic pattern family, e.g. `spots`) beside it in <source>-<variant>."""
+    return workdir() / "data" / preset / (f"{source}-{variant}" if variant else source)
 
 
 def figures_dir(preset: str) -> Path:

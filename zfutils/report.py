@@ -165,12 +165,16 @@ def tables_of_seed(cfg: dict, backbones, run_seed: int | None) -> list[Table]:
                 for m in m05.values() for name, row in m.get(key, {}).items()}
         if rows:
             where = "classification test split" if split == "test" else "held-out individuals (open split)"
+            caveat = "" if split == "test" else f" {_open_caveat(cfg)}"
             out.append(Table(f"table4_clustering_{split}", f"Table 4: k-means clustering of the embeddings, {where}",
-                             pd.DataFrame(rows).T, f"{note} k = number of individuals; mean over k-means seeds. "
+                             pd.DataFrame(rows).T, f"{note}{caveat} k = number of individuals; mean over k-means seeds. "
                              "Best per column in bold, worst in italic.", mark="column",
                              higher_is_better={label: DIRECTION[metric] == "higher" for metric, label in TABLE4_COLUMNS.items()}))
     if m03:
-        out += _classification_tables(m03, note)
+        out += _classification_tables(m03, note, cfg["split"]["classify"] == "open")
+    from zfutils import sizestudy, transfer  # here, not at the top: they import torch and the stage code
+
+    out += sizestudy.report_tables(cfg, backbones, run_seed) + transfer.report_tables(cfg, backbones, run_seed)
     shortcut = _shortcut_table(cfg, m04, backbones, note, run_seed)
     return out + ([shortcut] if shortcut else [])
 
@@ -200,7 +204,16 @@ def _shortcut_table(cfg: dict, m04: dict, backbones, note: str, run_seed: int | 
                  "'no pattern'; one that uses the shortcut gains on 'no pattern' and 'background only'.")
 
 
-def _classification_tables(m03: dict, note: str) -> list[Table]:
+def _open_caveat(cfg: dict) -> str:
+    """Held-out individuals are unseen only when the classifiers trained under the open split."""
+    if cfg["split"]["classify"] == "open":
+        return "The held-out individuals were not in any classifier's training."
+    return (f"Under the {cfg['split']['classify']} split the classifiers trained on every individual, the open "
+            "split's held-out ones included (other images of them): for truly unseen individuals run with "
+            "split.classify: open.")
+
+
+def _classification_tables(m03: dict, note: str, open_unseen: bool = False) -> list[Table]:
     cls, ret, focus, leak = {}, {}, {}, {}
     for b, m in m03.items():
         label = _label(b, m03)
@@ -210,7 +223,8 @@ def _classification_tables(m03: dict, note: str) -> list[Table]:
             r, row = m[mode], _row(label, mode)
             cls[row] = {"accuracy": r["test"]["accuracy"], "macro recall": r["test"]["macro_recall"],
                         "macro F1": r["test"]["macro_f1"]}
-            for split, name in (("test", "known, gallery"), ("open", "unseen, leave-one-out")):
+            held_out = "unseen, leave-one-out" if open_unseen else "held-out split, leave-one-out"
+            for split, name in (("test", "known, gallery"), ("open", held_out)):
                 got = r["retrieval"].get(split, {})
                 ret[row] = {**ret.get(row, {}), **{f"{k} ({name})": got.get(k) for k in ("top1", "top5", "mAP")}}
             last = r["history"][-1] if r["history"] else {}
@@ -224,7 +238,9 @@ def _classification_tables(m03: dict, note: str) -> list[Table]:
                  f"{note} Best per column in bold, worst in italic.", mark="column"),
            Table("retrieval", "Retrieval: top-k and mAP of the classifiers' embeddings", pd.DataFrame(ret).T,
                  f"{note} Known individuals: test images query all other classification images, same individual and "
-                 "session excluded; unseen: the open split's held-out individuals, leave-one-out.", mark="column"),
+                 "session excluded; held-out: the open split's held-out individuals query each other, leave-one-out"
+                 + ("." if open_unseen else " (under this split every individual was in training: see README)."),
+                 mark="column"),
            Table("pattern_focus", "Pattern focus: share of Grad-CAM mass at the last epoch", pd.DataFrame(focus).T,
                  f"{note} Fixed validation images; shares of pattern, rest of the fish and background add up to 1. "
                  "For matching methods: where the verified matches' keypoints lie, against the best image of the "

@@ -6,3 +6,5 @@ from zfutils.plots.data import (  # noqa: F401
 )
 from zfutils.plots.inpaint import inpainting_examples, loss_curves  # noqa: F401
 from zfutils.plots.regions import ablation_bars, condition_grid  # noqa: F401
+from zfutils.plots.sizestudy import size_curves  # noqa: F401
+from zfutils.plots.transfer import transfer_summary  # noqa: F401

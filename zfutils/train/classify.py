@@ -60,6 +60,7 @@ class ClassifierTrainer(Resumable):
     precise_bn_batches: int = 0     # deep mode: re-estimate batch-norm statistics on this many batches per epoch
     calibrate_first: bool = False   # random start: estimate batch-norm statistics once before training
     compute: Compute | None = None  # precision, memory layout, loaders (zfutils.train.compute); None: fp32 on `device`
+    progress: bool = True           # a bar per epoch (off for sweeps of many small runs: each bar is a notebook widget)
     state: dict = field(default_factory=lambda: {"epoch": 0, "iteration": 0, "best_val": -math.inf, "best_epoch": None})
 
     def __post_init__(self):
@@ -163,7 +164,7 @@ class ClassifierTrainer(Resumable):
             loader = self.epoch_loader(train_set, epoch)
             n_batches = min(len(loader), self.max_batches or len(loader))
             bar = tqdm(loader, total=n_batches, desc=f"{self.mode} epoch {epoch}/{self.epochs}", leave=False,
-                       disable=not distributed.is_main())
+                       disable=not (self.progress and distributed.is_main()))
             losses = []
             for k, batch in enumerate(bar):
                 if k >= n_batches:
