@@ -131,10 +131,13 @@ def test_main_exit_codes_and_summary(stand_ins, monkeypatch, capsys):
 def test_smoke_pipeline_runs_every_stage_for_every_backbone(tmp_path, monkeypatch):
     monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
     four = ["aotgan", "deepfillv2", "edgeconnect", "lama"]
-    baselines = ["efficientnet", "inceptionv3"]
-    jobs = pipeline.run("smoke", four + baselines, overrides={"data.synth.per_individual": 16, "data.synth.sessions": 4})
+    others = ["efficientnet", "inceptionv3", "efficientnetv2"]  # baselines and the embedding model: no stage 02
+    nets, everyone = four + others, four + others + ["sift"]
+    overrides = {"data.synth.per_individual": 16, "data.synth.sessions": 4}
+    jobs = pipeline.run("smoke", everyone, overrides=overrides)
     assert all(j.status in ("done", "n/a") for j in jobs), [(j.label, j.message) for j in jobs]
-    assert {j.backbone for j in jobs if j.status == "n/a"} == set(baselines)  # no inpainting stage for baselines
+    assert {(j.stage.name, j.backbone) for j in jobs if j.status == "n/a"} == {
+        *(("02_inpaint_patterns", b) for b in others + ["sift"]), ("05_cluster_embeddings", "sift")}
     for backbone in four:
         run_dir = paths.stage_dir("smoke", "02_inpaint_patterns", backbone)
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -142,7 +145,7 @@ def test_smoke_pipeline_runs_every_stage_for_every_backbone(tmp_path, monkeypatc
         assert set(metrics["test"]) == {"test_l1", "test_psnr", "test_ssim"}
         assert (run_dir / "embeddings.npz").is_file() and (run_dir / "checkpoints" / "best.pt").is_file()
         assert (paths.figures_dir("smoke") / f"{backbone}_02_inpaint_patterns_examples.png").is_file()
-    for backbone in four + baselines:
+    for backbone in nets:
         run_dir = paths.stage_dir("smoke", "03_finetune_classifier", backbone)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         for mode in ("shallow", "deep"):
@@ -153,18 +156,27 @@ def test_smoke_pipeline_runs_every_stage_for_every_backbone(tmp_path, monkeypatc
             assert {"top1", "top5", "mAP"} <= set(m["retrieval"]["test"]) and m["retrieval"]["open"]["n_queries"] > 0
         assert (run_dir / "embeddings_ref.npz").is_file()
         assert (paths.figures_dir("smoke") / f"{backbone}_03_finetune_classifier_gradcam_deep.png").is_file()
-    for backbone in four + baselines:
+    sift = json.loads((paths.stage_dir("smoke", "03_finetune_classifier", "sift") / "metrics.json").read_text())
+    assert sift["matching"]["init"]["init"] == "none" and "cam_pattern" in sift["matching"]["history"][0]
+    assert {"top1", "mAP"} <= set(sift["matching"]["retrieval"]["test"]) and sift["leakage"]["session"] is not None
+    conditions = ("background_only", "fish_only", "pattern_only", "no_background", "no_fish", "no_pattern", "all")
+    for backbone in everyone:
         ablation = json.loads((paths.stage_dir("smoke", "04_ablate_regions", backbone) / "metrics.json").read_text())
-        assert {(r["condition"], r["mode"]) for r in ablation["results"]} == {
-            (c, m) for c in ("background_only", "fish_only", "pattern_only", "no_background", "no_fish", "no_pattern", "all")
-            for m in ("shallow", "deep")}
+        modes = ("matching",) if backbone == "sift" else ("shallow", "deep")
+        assert {(r["condition"], r["mode"]) for r in ablation["results"]} == {(c, m) for c in conditions for m in modes}
+        size = json.loads((paths.stage_dir("smoke", "06_vary_training_size", backbone) / "metrics.json").read_text())
+        transfer = json.loads((paths.stage_dir("smoke", "07_transfer_species", backbone) / "metrics.json").read_text())
+        assert size and transfer, backbone
+    for backbone in nets:
         clusters = json.loads((paths.stage_dir("smoke", "05_cluster_embeddings", backbone) / "metrics.json").read_text())
         expected = {f"ref-{backbone}"} | ({backbone} if backbone in four else set())
         assert set(clusters["table4"]) == expected and set(clusters["table4_open"]) == expected
     figures = paths.figures_dir("smoke")
     for name in ("table1_ablation_deep", "table2_ablation_shallow", "table3_inpainting", "table4_clustering_test",
-                 "table4_clustering_open", "classification", "retrieval", "pattern_focus", "leakage"):
+                 "table4_clustering_open", "classification", "retrieval", "pattern_focus", "leakage", "size_study",
+                 "cross_species_zero_shot"):
         assert (figures / f"{name}.csv").is_file() and (figures / f"{name}.md").is_file(), name
-    assert "Table 4" in (figures / "report.md").read_text()
-    again = pipeline.run("smoke", four + baselines, overrides={"data.synth.per_individual": 16, "data.synth.sessions": 4})
+    assert "sift (no training)" in (figures / "table1_ablation_deep.md").read_text()
+    assert "Table 4" in (figures / "report.md").read_text() and (figures / "size_study.png").is_file()
+    again = pipeline.run("smoke", everyone, overrides=overrides)
     assert {j.status for j in again} <= {"skipped", "n/a"}  # a rerun skips up-to-date stages
