@@ -37,9 +37,9 @@ test: venv
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks
 
+## make bench: every benchmark, one process after another; BENCH_ARGS="--quick-only" for a short run
 bench: venv
-	$(PY) benchmarks/bench_synth.py
-	$(PY) benchmarks/bench_inpaint.py
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 data: venv
 	$(PY) -m zfutils.data synth --out data/$(PRESET)/synth

@@ -1,16 +1,19 @@
-"""Training-step cost of every inpainting backbone: time and peak memory of one discriminator
-update plus one generator update (the backbone's configured loss recipe), at the quick and the
-paper size, on CPU and, when torch sees one, on CUDA.
+"""Training-step cost of every inpainting backbone: time, peak memory and FLOP utilization of
+one discriminator update plus one generator update (the backbone's configured loss recipe), at
+the quick and the paper size, on CPU and, when torch sees one, on CUDA.
 
-    python benchmarks/bench_inpaint.py [--sizes quick,paper --backbones aotgan,lama --device cpu
-                                        --steps N --batch B --threads T]
+    python -m benchmarks.bench_inpaint [--sizes quick,paper --backbones aotgan,lama --device cpu
+                                        --steps N --batch B --threads T --set compute.precision=bf16]
 
 Each (backbone, size, device) is measured in a fresh subprocess (`--one BACKBONE SIZE DEVICE`),
 so that the CPU memory high-water mark (ru_maxrss, process-wide and monotonic) belongs to that
 configuration alone. A size is a preset (params/presets/<size>.yaml): image size, width, blocks
 and batch come from it; the backbone's loss recipe from params/backbones/<name>.yaml, with
 `missing_weights: drop` (terms whose pretrained network is absent are dropped and listed).
-Writes benchmarks/results/inpaint.json (machine, settings, rows, git sha, load average).
+FLOPs per step come from torch.utils.flop_counter (the first warm-up step runs under it; see
+benchmarks/measure.py for what it counts), utilization is their rate against a large fp32 matmul
+measured in the same process. Writes benchmarks/results/inpaint.json (machine, settings, rows,
+git sha, load average).
 """
 from __future__ import annotations
 
@@ -20,9 +23,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported:
 
 import argparse
 import json
-import platform
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,16 +31,19 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.measure import (Memory, cell, default_threads, device_name, machine_info, matmul_peak, run_steps,
+                                step_fields)
 from zfutils import config
 from zfutils.models import BACKBONES, get
+from zfutils.paths import PROJECT_ROOT
 from zfutils.provenance import git_sha
+from zfutils.train.compute import Compute
 from zfutils.train.inpaint import InpaintTrainer
 from zfutils.train.recipe import LossRecipe
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inpaint.json"
-DEFAULT_STEPS = {"quick": 5, "paper": 3}   # timed steps per size (others: 3), after --warmup steps
+DEFAULT_STEPS = {"quick": 5, "paper": 2}   # timed steps per size (others: 3), after --warmup steps
 CPU_PAPER_BATCH = 2                         # paper size on CPU by default: batch 8 takes about 4x as long
-MIB = 2 ** 20
 
 
 def inpainting_backbones() -> list[str]:
@@ -62,20 +65,6 @@ def make_batch(batch: int, size: int, seed: int = 0) -> dict:
     return {"image": image, "mask": mask}
 
 
-def _rss_now() -> int | None:
-    """Current resident set size in bytes (Linux); None elsewhere."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def _rss_peak() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB, macOS bytes
-
-
 def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -90,15 +79,17 @@ def build_trainer(backbone: str, preset: str, device: str, run_dir: Path, overri
     ic = cfg["inpaint"]
     trainer = InpaintTrainer(backbone=b, generator=generator, discriminator=discriminator, recipe=recipe,
                              run_dir=run_dir, epochs=1, batch_size=ic["batch_size"], lr_g=ic["lr_g"], lr_d=ic["lr_d"],
-                             betas=tuple(ic["betas"]), grad_clip=ic["grad_clip"], device=device)
+                             betas=tuple(ic["betas"]), grad_clip=ic["grad_clip"], device=device,
+                             compute=Compute.from_cfg(cfg, device))
     return cfg, trainer
 
 
 def measure(backbone: str, size: str, device: str = "cpu", *, steps: int | None = None, batch: int | None = None,
             warmup: int = 1, threads: int | None = None, overrides: dict | None = None) -> dict:
-    """Time `steps` training steps after `warmup` ones and record peak memory; one table row.
+    """Time `steps` training steps after `warmup` ones (the first counts FLOPs) and record peak
+    memory and FLOP utilization; one table row.
 
-    CPU memory: `rss_peak_mib` is the process's RSS high-water mark after the steps, and
+    CPU memory: `peak_mem_mib` is the process's RSS high-water mark after the steps, and
     `step_mem_mib` that mark minus the RSS just before the first (warm-up) step, i.e. what the
     steps add to the built models and batch: gradients, Adam state, activations, the loss
     networks' work. Only a fresh process makes it this configuration's own (the CLI runs one).
@@ -114,54 +105,20 @@ def measure(backbone: str, size: str, device: str = "cpu", *, steps: int | None 
         image_size = cfg["data"]["image_size"]
         data = make_batch(batch, image_size)
         data = {k: v.to(device) for k, v in data.items()}
-        cuda = device.startswith("cuda")
-        sync = torch.cuda.synchronize if cuda else (lambda: None)
-        if cuda:
-            sync()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        else:
-            base = _rss_now()
-        for _ in range(warmup):
-            trainer.train_step(data)
-        times = []
-        for _ in range(steps):
-            sync()
-            t0 = time.perf_counter()
-            trainer.train_step(data)
-            sync()
-            times.append(time.perf_counter() - t0)
-        peak = torch.cuda.max_memory_allocated() if cuda else _rss_peak()
-    median = statistics.median(times)
+        memory = Memory(device).start()
+        times, flops = run_steps(lambda: trainer.train_step(data), steps=steps, warmup=warmup, device=device)
+        mem = memory.fields()
+    peak = matmul_peak(device)  # after the memory was read: its matrices stay out of the peak
+    step = step_fields("", times, batch, flops, peak["gflops"])
     return {
         "backbone": backbone, "size": size, "device": device, "image_size": image_size, "batch": batch,
         "width": cfg["model"]["width"], "blocks": cfg["model"]["blocks"], "threads": torch.get_num_threads(),
-        "warmup_steps": warmup, "steps": steps, "step_seconds": [round(t, 4) for t in times],
-        "median_step_s": round(median, 4), "min_step_s": round(min(times), 4),
-        "images_per_s": round(batch / median, 2),
-        "memory": "cuda_max_allocated" if cuda else "rss_high_water",
-        "peak_mem_mib": round(peak / MIB, 1),
-        "step_mem_mib": None if base is None else round((peak - base) / MIB, 1),
+        "warmup_steps": warmup, "steps": steps, "compute": cfg["compute"], **step, "matmul_peak": peak,
+        "memory": memory.kind, **mem,
         "generator_params": _count(trainer.generator), "discriminator_params": _count(trainer.discriminator),
         "loss_terms": {k: v for k, v in trainer.recipe.terms().items() if v}, "dropped_terms": trainer.recipe.dropped,
         "grad_clip": cfg["inpaint"]["grad_clip"],
     }
-
-
-def _device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(0)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _names(kind: str, known: list[str]):
@@ -188,7 +145,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--batch", type=int, default=None,
                         help=f"default: the preset's inpaint.batch_size, but {CPU_PAPER_BATCH} for paper on CPU")
-    parser.add_argument("--threads", type=int, default=_default_threads(), help="torch threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=default_threads(), help="torch threads (default: all cores)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every row, e.g. compute.precision=bf16 (repeatable)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--one", nargs=3, metavar=("BACKBONE", "SIZE", "DEVICE"),
                         help="measure one configuration in this process and print its row as JSON")
@@ -197,6 +156,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.one[0] not in backbones or args.one[1] not in presets or args.one[2] not in ("cpu", "cuda"):
             parser.error(f"--one needs BACKBONE SIZE DEVICE with BACKBONE in {backbones}, SIZE in {presets} "
                          "and DEVICE cpu or cuda")
+    try:  # a wrong key fails here, not once per row in every subprocess
+        config.resolve("quick", None, config.overrides_from_args(args.overrides))
+    except config.ConfigError as err:
+        parser.error(str(err))
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda was asked for but torch sees no CUDA GPU")
     return args
@@ -209,28 +172,30 @@ def _batch_for(args, size: str, device: str) -> int | None:
 
 
 def _run_one(args, backbone: str, size: str, device: str) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", backbone, size, device,
+    cmd = [sys.executable, "-m", "benchmarks.bench_inpaint", "--one", backbone, size, device,
            "--warmup", str(args.warmup), "--threads", str(args.threads)]
     batch = _batch_for(args, size, device)
     cmd += ["--steps", str(args.steps)] * bool(args.steps) + ["--batch", str(batch)] * bool(batch)
+    cmd += [arg for item in args.overrides for arg in ("--set", item)]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
     if out.returncode != 0:
         raise RuntimeError(f"measuring {backbone} {size} {device} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    return {**row, "process_seconds": round(time.perf_counter() - start, 1)}  # the whole row: start-up included
 
 
 def _table(rows: list[dict]) -> str:
-    head = (f"{'backbone':<12}{'size':<7}{'px':>4}{'batch':>6}{'device':>7}{'G Mpar':>8}{'D Mpar':>8}"
-            f"{'s/step':>9}{'img/s':>8}{'peak MiB':>10}{'step MiB':>10}  dropped terms")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        step_mem = "-" if r["step_mem_mib"] is None else f"{r['step_mem_mib']:.0f}"
-        lines.append(f"{r['backbone']:<12}{r['size']:<7}{r['image_size']:>4}{r['batch']:>6}{r['device']:>7}"
-                     f"{r['generator_params'] / 1e6:>8.2f}{r['discriminator_params'] / 1e6:>8.2f}"
-                     f"{r['median_step_s']:>9.3f}{r['images_per_s']:>8.2f}{r['peak_mem_mib']:>10.0f}{step_mem:>10}"
-                     f"  {', '.join(r['dropped_terms']) or '-'}")
-    return "\n".join(lines)
+    from tabulate import tabulate
+
+    head = ["backbone", "size", "device", "px", "batch", "G Mpar", "D Mpar", "s/step", "img/s", "GFLOP/step",
+            "util %", "peak MiB", "step MiB", "dropped terms"]
+    body = [[r["backbone"], r["size"], r["device"], r["image_size"], r["batch"], r["generator_params"] / 1e6,
+             r["discriminator_params"] / 1e6, r["median_step_s"], r["images_per_s"], r["gflop_per_step"],
+             r["flop_util_pct"], r["peak_mem_mib"], r["step_mem_mib"], ", ".join(r["dropped_terms"]) or "-"]
+            for r in rows]
+    return tabulate([[cell(v) for v in line] for line in body], head, tablefmt="github", disable_numparse=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -238,13 +203,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         backbone, size, device = args.one
         row = measure(backbone, size, device, steps=args.steps, batch=args.batch, warmup=args.warmup,
-                      threads=args.threads)
+                      threads=args.threads, overrides=config.overrides_from_args(args.overrides))
         print(json.dumps(row))
         return
     devices = ["cpu", "cuda"] if args.device == "all" and torch.cuda.is_available() else \
         ["cpu"] if args.device == "all" else [args.device]
     print(f"torch {torch.__version__}, {args.threads} torch threads, OMP_WAIT_POLICY=PASSIVE, "
-          f"devices: {', '.join(f'{d} ({_device_name(d)})' for d in devices)}", flush=True)
+          f"devices: {', '.join(f'{d} ({device_name(d)})' for d in devices)}", flush=True)
     load_before = os.getloadavg()
     rows = []
     for device in devices:
@@ -255,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {backbone} {size} {device}: {r['median_step_s']:.3f} s/step", file=sys.stderr, flush=True)
     load_after = os.getloadavg()
     print(_table(rows))
-    print("s/step: median wall time of one D update + one G update (after warm-up); img/s = batch / s/step")
+    print("s/step: median wall time of one D update + one G update (after warm-up); img/s = batch / s/step; "
+          "util %: GFLOP/step (flop_counter, forward + backward) / s/step / fp32 matmul peak of the same process")
     print("peak MiB: CPU RSS high-water mark of the measuring process (CUDA: max_memory_allocated); "
           "step MiB: that peak minus the memory before the first step (grads, Adam state, activations)")
     if any(r["device"] == "cpu" and r["size"] == "paper" and r["batch"] != 8 for r in rows):
@@ -263,13 +229,11 @@ def main(argv: list[str] | None = None) -> None:
               "(batch 8: about 4x the time and the activation memory); --batch 8 to measure it")
     print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     result = {
-        "machine": {"cpu_count": os.cpu_count(), "usable_cores": _default_threads(), "torch": torch.__version__,
-                    "python": platform.python_version(), "platform": platform.platform(),
-                    "devices": {d: _device_name(d) for d in devices}},
+        "machine": machine_info(devices),
         "settings": {"backbones": args.backbones, "sizes": args.sizes, "devices": devices, "steps": args.steps,
                      "default_steps": DEFAULT_STEPS, "warmup": args.warmup, "batch": args.batch,
-                     "cpu_paper_batch": CPU_PAPER_BATCH, "threads": args.threads, "omp_wait_policy": "PASSIVE",
-                     "missing_weights": "drop", "one_process_per_row": True},
+                     "cpu_paper_batch": CPU_PAPER_BATCH, "threads": args.threads, "overrides": args.overrides,
+                     "omp_wait_policy": "PASSIVE", "missing_weights": "drop", "one_process_per_row": True},
         "load_average": {"before": load_before, "after": load_after},
         "git_sha": git_sha(), "rows": rows,
     }

@@ -1,6 +1,6 @@
 """Cost (and accuracy) of local-feature re-identification on synthetic zebrafish, one CPU thread.
 
-    python benchmarks/bench_localfeatures.py [--sizes 128 256 --methods sift orb --region pattern]
+    python -m benchmarks.bench_localfeatures [--sizes 128 256 --methods sift orb --region pattern]
 
 For each image size and method: every image queries all others (its same-fish same-session twins
 left out, as retrieval does), keypoints restricted to `--region`. Prints keypoints per image, ms to

@@ -1,6 +1,6 @@
 """Speed of the synthetic zebrafish generator on one CPU thread.
 
-    python benchmarks/bench_synth.py [--size 128 --n 300 --individuals 6 --family stripes]
+    python -m benchmarks.bench_synth [--size 128 --n 300 --individuals 6 --family stripes]
 
 Times the pattern simulation per individual, the one-off session setup (tank backgrounds) and
 rendering of `--n` images once patterns exist; prints images/s and writes

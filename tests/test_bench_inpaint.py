@@ -1,14 +1,9 @@
 """benchmarks/bench_inpaint.py: its measuring function gives a complete row for every inpainting
-backbone at a tiny size, and its command line rejects an unknown backbone by listing the known."""
-import importlib.util
-
+backbone at a tiny size, FLOP utilization included, and its command line rejects an unknown
+backbone by listing the known."""
 import pytest
 
-from zfutils.paths import PROJECT_ROOT
-
-_spec = importlib.util.spec_from_file_location("bench_inpaint", PROJECT_ROOT / "benchmarks" / "bench_inpaint.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+from benchmarks import bench_inpaint as bench
 
 TINY = {"data.image_size": 32, "model.width": 0.125, "model.blocks": 1}  # AOT-GAN's D needs 24 px
 
@@ -17,10 +12,12 @@ TINY = {"data.image_size": 32, "model.width": 0.125, "model.blocks": 1}  # AOT-G
 def test_measure_gives_a_row_with_positive_time(backbone):
     row = bench.measure(backbone, "smoke", "cpu", steps=1, batch=2, warmup=1, overrides=TINY)
     assert {"backbone", "size", "device", "image_size", "batch", "median_step_s", "images_per_s", "peak_mem_mib",
-            "step_mem_mib", "generator_params", "discriminator_params", "dropped_terms", "loss_terms"} <= set(row)
+            "step_mem_mib", "generator_params", "discriminator_params", "dropped_terms", "loss_terms",
+            "flops_per_step", "gflop_per_step", "achieved_gflops", "flop_util_pct", "matmul_peak"} <= set(row)
     assert row["backbone"] == backbone and row["image_size"] == 32 and row["batch"] == 2 and row["steps"] == 1
     assert row["median_step_s"] > 0 and row["images_per_s"] > 0 and row["peak_mem_mib"] > 0
     assert row["generator_params"] > 0 and row["discriminator_params"] > 0
+    assert row["flops_per_step"] > 0 and row["flop_util_pct"] > 0 and row["matmul_peak"]["gflops"] > 0
     assert not set(row["dropped_terms"]) & set(row["loss_terms"])  # a dropped term is not counted as used
 
 

@@ -27,6 +27,7 @@ from functools import partial
 from pathlib import Path
 
 from zfutils import config, executors, paths
+from zfutils.provenance import git_sha
 
 log = logging.getLogger("zfutils.pipeline")
 
@@ -139,7 +140,8 @@ def run_job(job: Job, preset: str, overrides: dict, upstream: list[str], force: 
         return None
     finally:
         job.seconds = time.perf_counter() - start
-    (run_dir / "stamp.json").write_text(json.dumps({"stamp": expected, "seconds": job.seconds}))
+    (run_dir / "stamp.json").write_text(json.dumps({"stamp": expected, "seconds": job.seconds, "git_sha": git_sha(),
+                                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
     job.status = "done"
     return expected
 

@@ -1,0 +1,256 @@
+"""Classification cost of every network backbone (stage 03's steps): embedding throughput, the
+shallow step on cached features, the deep training step; peak memory and FLOP utilization, at
+the quick and the paper size, on CPU and, when torch sees one, on CUDA.
+
+    python -m benchmarks.bench_classify [--sizes quick,paper --backbones lama,efficientnet
+                                         --device cpu --steps N --batch B --threads T
+                                         --set compute.precision=bf16]
+
+Each (backbone, size, device) is measured in a fresh subprocess (`--one BACKBONE SIZE DEVICE`),
+so that the CPU memory high-water mark belongs to that configuration alone. A size is a preset:
+image size, width and blocks come from config.resolve(preset, backbone) (the baselines keep
+their one official size), the batch from classify.batch_size, the head and pooling from the
+backbone's file, precision and memory layout from `compute` (fp32 unless `--set` says otherwise).
+Weights are random: the cost does not depend on them.
+
+- embed: the evaluation forward (no grad) of a batch of 32 images to pooled vectors, as stages
+  03-05 compute embeddings; images/s.
+- shallow: one head step (forward, backward, AdamW) on cached pooled features: shallow mode
+  computes the frozen encoder's features once and then trains only this.
+- deep: one training step of encoder + head (forward, backward, AdamW), as deep mode.
+
+Order: embed, then deep, then shallow, so the CPU high-water mark after embed is embedding's
+and the final one is the deep step's. Writes benchmarks/results/classify.json.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported: no spinning idle threads
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks import measure
+from zfutils import config
+from zfutils.classification import build_classifier
+from zfutils.models import BACKBONES, get
+from zfutils.paths import PROJECT_ROOT
+from zfutils.provenance import git_sha
+from zfutils.train.classify import ClassifierTrainer
+from zfutils.train.compute import Compute
+
+RESULTS = Path(__file__).resolve().parent / "results" / "classify.json"
+DEFAULT_STEPS = {"quick": 5, "paper": 2}    # timed deep steps and embedding batches per size (others: 3)
+SHALLOW_STEPS = 50                          # a head step takes microseconds: time many
+CPU_PAPER_BATCH = 2                         # paper size on CPU by default, as bench_inpaint
+EMBED_BATCH = 32                            # the default embed.batch_size
+
+
+def network_backbones() -> list[str]:
+    """Every registered backbone with a network (the matching methods have none)."""
+    return sorted(name for name, b in BACKBONES.items() if b.matcher is None)
+
+
+def build(backbone: str, size: str, device: str, run_dir: Path, overrides: dict | None = None):
+    """The resolved config and a deep-mode trainer of stage 03's classifier at `size`."""
+    cfg = config.resolve(size, backbone, overrides)
+    b = get(backbone)
+    n_classes = cfg["data"]["synth"]["individuals"]
+    model = build_classifier(cfg, b, None, n_classes)
+    c = cfg["classify"]
+    trainer = ClassifierTrainer(model=model, mode="deep", run_dir=run_dir, epochs=1, batch_size=c["batch_size"],
+                                lr_head=c["lr_head"], lr_encoder=c["lr_encoder"], weight_decay=c["weight_decay"],
+                                device=device, compute=Compute.from_cfg(cfg, device))
+    return cfg, trainer
+
+
+def make_batch(batch: int, size: int, n_classes: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"image": torch.rand(batch, 3, size, size, generator=g), "label": torch.arange(batch) % n_classes}
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def measure_row(backbone: str, size: str, device: str = "cpu", *, steps: int | None = None, batch: int | None = None,
+                warmup: int = 1, threads: int | None = None, embed_batch: int = EMBED_BATCH,
+                shallow_steps: int = SHALLOW_STEPS, overrides: dict | None = None) -> dict:
+    """One table row: the three steps' times, FLOPs and utilization, and peak memory."""
+    torch.manual_seed(0)
+    if threads:
+        torch.set_num_threads(threads)
+    steps = steps or DEFAULT_STEPS.get(size, 3)
+    with tempfile.TemporaryDirectory(prefix="bench_classify_") as run_dir:
+        cfg, trainer = build(backbone, size, device, Path(run_dir), overrides)
+        model, c = trainer.model, cfg["classify"]
+        batch = batch or c["batch_size"]
+        image_size, n_classes = cfg["data"]["image_size"], cfg["data"]["synth"]["individuals"]
+        images = trainer.compute.batch(make_batch(embed_batch, image_size, n_classes, seed=1)["image"])
+        memory = measure.Memory(device).start()
+
+        def embed():  # as shallow mode computes its cached features
+            with torch.no_grad(), trainer.compute.autocast():
+                return model.eval().embed(images)
+
+        embed_times, embed_flops = measure.run_steps(embed, steps=steps, warmup=warmup, device=device)
+        embed_mem = memory.fields("embed_")
+        data = {k: v.to(device) for k, v in make_batch(batch, image_size, n_classes).items()}
+        if memory.cuda:  # the CPU high-water mark cannot be reset: it goes on from embedding's
+            memory.start()
+        deep_times, deep_flops = measure.run_steps(lambda: trainer.train_step(data), steps=steps, warmup=warmup,
+                                                   device=device)
+        deep_mem = memory.fields()
+        embed_dim = get(backbone).embed_dim(cfg["model"]["width"])
+        shallow = ClassifierTrainer(model=model, mode="shallow", run_dir=Path(run_dir) / "shallow", epochs=1,
+                                    batch_size=batch, lr_head=c["lr_head"], lr_encoder=c["lr_encoder"],
+                                    weight_decay=c["weight_decay"], device=device, compute=trainer.compute)
+        features = {"embedding": torch.randn(batch, embed_dim, device=device), "label": data["label"]}
+        shallow_times, shallow_flops = measure.run_steps(lambda: shallow.train_step(features), steps=shallow_steps,
+                                                         warmup=max(warmup, 1), device=device)
+    peak = measure.matmul_peak(device)  # after the memory was read: its matrices stay out of the peaks
+    row = {
+        "backbone": backbone, "family": cfg["backbone"]["family"], "size": size, "device": device,
+        "image_size": image_size, "batch": batch, "embed_batch": embed_batch, "width": cfg["model"]["width"],
+        "blocks": cfg["model"]["blocks"], "head": c["head"], "pooling": c["pooling"], "embed_dim": embed_dim,
+        "threads": torch.get_num_threads(), "warmup_steps": warmup, "steps": steps, "shallow_steps": shallow_steps,
+        "compute": cfg["compute"],
+        "encoder_params": _count(model.encoder), "head_params": _count(model.head), "matmul_peak": peak,
+        **measure.step_fields("deep_", deep_times, batch, deep_flops, peak["gflops"]),
+        **measure.step_fields("shallow_", shallow_times, batch, shallow_flops, peak["gflops"]),
+        **measure.step_fields("embed_", embed_times, embed_batch, embed_flops, peak["gflops"]),
+        "memory": memory.kind, **deep_mem, **embed_mem,
+    }
+    return row
+
+
+def _names(kind: str, known: list[str]):
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {kind} {', '.join(map(repr, unknown)) or repr(text)}; "
+                                             f"known {kind}s: {', '.join(known)}")
+        return names
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    backbones, presets = network_backbones(), config.available("presets")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbones", type=_names("backbone", backbones), default=backbones)
+    parser.add_argument("--sizes", type=_names("size", presets), default=["quick", "paper"],
+                        help="presets whose image size, width, blocks and batch are used")
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                        help="all: CPU, and CUDA when torch sees a GPU")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"timed deep steps and embedding batches (default per size: {DEFAULT_STEPS}, others 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (the first counts FLOPs)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help=f"default: the preset's classify.batch_size, but {CPU_PAPER_BATCH} for paper on CPU")
+    parser.add_argument("--threads", type=int, default=measure.default_threads(),
+                        help="torch threads (default: all cores)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every row, e.g. compute.precision=bf16 (repeatable)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--one", nargs=3, metavar=("BACKBONE", "SIZE", "DEVICE"),
+                        help="measure one configuration in this process and print its row as JSON")
+    args = parser.parse_args(argv)
+    if args.one:
+        if args.one[0] not in backbones or args.one[1] not in presets or args.one[2] not in ("cpu", "cuda"):
+            parser.error(f"--one needs BACKBONE SIZE DEVICE with BACKBONE in {backbones}, SIZE in {presets} "
+                         "and DEVICE cpu or cuda")
+    try:  # a wrong key fails here, not once per row in every subprocess
+        config.resolve("quick", None, config.overrides_from_args(args.overrides))
+    except config.ConfigError as err:
+        parser.error(str(err))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda was asked for but torch sees no CUDA GPU")
+    return args
+
+
+def _batch_for(args, size: str, device: str) -> int | None:
+    if args.batch:
+        return args.batch
+    return CPU_PAPER_BATCH if (size == "paper" and device == "cpu") else None
+
+
+def _run_one(args, backbone: str, size: str, device: str) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.bench_classify", "--one", backbone, size, device,
+           "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    batch = _batch_for(args, size, device)
+    cmd += ["--steps", str(args.steps)] * bool(args.steps) + ["--batch", str(batch)] * bool(batch)
+    cmd += [arg for item in args.overrides for arg in ("--set", item)]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"measuring {backbone} {size} {device} failed:\n{out.stderr[-3000:]}")
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    return {**row, "process_seconds": round(time.perf_counter() - start, 1)}  # the whole row: start-up included
+
+
+def table(rows: list[dict]) -> str:
+    from tabulate import tabulate
+
+    head = ["backbone", "size", "device", "px", "batch", "enc Mpar", "deep s/step", "deep img/s", "deep GFLOP",
+            "deep util %", "shallow ms", "embed img/s", "embed util %", "peak MiB", "step MiB"]
+    body = [[r["backbone"], r["size"], r["device"], r["image_size"], r["batch"], r["encoder_params"] / 1e6,
+             r["deep_median_step_s"], r["deep_images_per_s"], r["deep_gflop_per_step"], r["deep_flop_util_pct"],
+             1000 * r["shallow_median_step_s"], r["embed_images_per_s"], r["embed_flop_util_pct"], r["peak_mem_mib"],
+             r["step_mem_mib"]] for r in rows]
+    return tabulate([[measure.cell(v) for v in line] for line in body], head, tablefmt="github", disable_numparse=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.one:
+        backbone, size, device = args.one
+        print(json.dumps(measure_row(backbone, size, device, steps=args.steps, batch=args.batch, warmup=args.warmup,
+                                     threads=args.threads, overrides=config.overrides_from_args(args.overrides))))
+        return
+    devices = ["cpu", "cuda"] if args.device == "all" and torch.cuda.is_available() else \
+        ["cpu"] if args.device == "all" else [args.device]
+    print(f"torch {torch.__version__}, {args.threads} torch threads, OMP_WAIT_POLICY=PASSIVE, "
+          f"devices: {', '.join(f'{d} ({measure.device_name(d)})' for d in devices)}", flush=True)
+    load_before = os.getloadavg()
+    rows = []
+    for device in devices:
+        for size in args.sizes:
+            for backbone in args.backbones:
+                rows.append(_run_one(args, backbone, size, device))
+                r = rows[-1]
+                print(f"  classify {backbone} {size} {device}: deep {r['deep_median_step_s']:.3f} s/step, "
+                      f"embed {r['embed_images_per_s']:.1f} img/s", file=sys.stderr, flush=True)
+    load_after = os.getloadavg()
+    print(table(rows))
+    print("deep: encoder + head forward, backward and AdamW step; shallow: head step on cached features; embed: "
+          f"eval forward of {EMBED_BATCH} images, no grad. util %: FLOPs per step / median step time / fp32 matmul "
+          "peak measured in the same process. peak MiB: CPU RSS high-water mark (CUDA: max_memory_allocated) after "
+          "the deep steps; step MiB: what they add")
+    print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+    result = {
+        "machine": measure.machine_info(devices),
+        "settings": {"backbones": args.backbones, "sizes": args.sizes, "devices": devices, "steps": args.steps,
+                     "default_steps": DEFAULT_STEPS, "shallow_steps": SHALLOW_STEPS, "warmup": args.warmup,
+                     "batch": args.batch, "cpu_paper_batch": CPU_PAPER_BATCH, "embed_batch": EMBED_BATCH,
+                     "threads": args.threads, "overrides": args.overrides, "omp_wait_policy": "PASSIVE",
+                     "weights": "random", "one_process_per_row": True},
+        "load_average": {"before": load_before, "after": load_after},
+        "git_sha": git_sha(), "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
