@@ -66,6 +66,11 @@ def test_stage03_evaluation_has_the_shape_of_a_trained_classifier(smoke_data):
     assert sum(shares) == pytest.approx(1.0)
     assert result["history"][0]["cam_background"] < shares[0] + shares[1]  # keypoints on the fish; splats spill a little
     assert result["watcher"].cams[0].shape[0] == len(result["watcher"].watch["label"])
+    profiles = result["profiles"]["test"]  # the clustering stage's embedding of a matcher
+    assert profiles.shape == (n_test := int(np.sum(result["test"]["confusion"])), len(profiles[0])) and n_test > 0
+    norms = np.linalg.norm(profiles, axis=1)
+    assert np.all((np.abs(norms - 1) < 1e-5) | (norms == 0))
+    assert np.all(np.diag(result["profiles"]["open"]) == 0)  # no self-matches among the held-out images
     assert result["cost"]["seconds_per_query"] > 0
 
 
@@ -84,6 +89,6 @@ def test_stage04_condition_keeps_keypoints_in_the_kept_region(smoke_data):
 def test_a_mask_region_without_masks_is_one_clear_error(smoke_data):
     cfg, data = smoke_data
     with pytest.raises(ValueError, match="has no masks"):
-        matching._check_region(cfg, type("NoMasks", (), {"has_masks": False, "root": data.root})())
+        matching.check_region(cfg, type("NoMasks", (), {"has_masks": False, "root": data.root})())
     with pytest.raises(ValueError, match="unknown matching.region"):
-        matching._check_region({**cfg, "matching": {**cfg["matching"], "region": "fins"}}, data)
+        matching.check_region({**cfg, "matching": {**cfg["matching"], "region": "fins"}}, data)

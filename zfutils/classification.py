@@ -30,6 +30,7 @@ from zfutils.train.classify import ClassifierTrainer
 from zfutils.train.compute import Compute
 
 INPAINT_STAGE = "02_inpaint_patterns"
+MATCH_EMBEDDINGS = {"test": "embeddings_match.npz", "open": "embeddings_match_open.npz"}  # a matcher's profiles
 
 
 def initial_state(cfg: dict, backbone: Backbone) -> tuple[dict | None, dict]:
@@ -212,8 +213,15 @@ def finetune_classifiers(stage: Stage, data: StoredDataset) -> dict[str, dict]:
 
 
 def evaluate_matcher(stage: Stage, data: StoredDataset) -> dict[str, dict]:
+    """Stage 03 for a matching method; its match profiles are saved as embeddings for stage 05."""
     results = {matching.MODE: matching.evaluate(stage.cfg, data)}
-    stage.log_metrics(**{matching.MODE: {k: v for k, v in results[matching.MODE].items() if k not in ("watcher", "trainer")}},
+    for split, column in (("test", "split"), ("open", "split_open")):
+        rows = ClassificationSet(data, "test", column=column)
+        if len(rows):
+            save_embeddings(stage.dir / MATCH_EMBEDDINGS[split], results[matching.MODE]["profiles"][split], rows,
+                            kind="matching profile", backbone=stage.cfg["backbone"]["name"], split=column)
+    keep = {k: v for k, v in results[matching.MODE].items() if k not in ("watcher", "trainer", "profiles")}
+    stage.log_metrics(**{matching.MODE: keep},
                       chance=1 / len(results[matching.MODE]["classes"]), head="none")
     if stage.cfg["classify"]["leakage_check"]:
         configured = stage.cfg["split"]["classify"]

@@ -11,10 +11,12 @@ import pandas as pd
 from zfutils import cluster, config, paths
 from zfutils.embed import load_embeddings
 
-SOURCES = {  # (row-name prefix, stage, file) per split
-    "test": [("", "02_inpaint_patterns", "embeddings.npz"), ("ref-", "03_finetune_classifier", "embeddings_ref.npz")],
+SOURCES = {  # (row-name prefix, stage, file) per split; a matching method's are its match profiles
+    "test": [("", "02_inpaint_patterns", "embeddings.npz"), ("ref-", "03_finetune_classifier", "embeddings_ref.npz"),
+             ("", "03_finetune_classifier", "embeddings_match.npz")],
     "open": [("", "02_inpaint_patterns", "embeddings_open.npz"),
-             ("ref-", "03_finetune_classifier", "embeddings_ref_open.npz")],
+             ("ref-", "03_finetune_classifier", "embeddings_ref_open.npz"),
+             ("", "03_finetune_classifier", "embeddings_match_open.npz")],
 }
 
 

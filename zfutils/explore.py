@@ -18,7 +18,8 @@ from zfutils.embed import load_embeddings
 from zfutils.plots.data import overlay_masks
 
 KINDS = {"inpainting only": ("02_inpaint_patterns", "embeddings.npz"),
-         "refined (deep)": ("03_finetune_classifier", "embeddings_ref.npz")}
+         "refined (deep)": ("03_finetune_classifier", "embeddings_ref.npz"),
+         "match profile": ("03_finetune_classifier", "embeddings_match.npz")}  # matching methods (sift, orb)
 
 
 def available_embeddings(preset: str, backbones, run_seed: int | None = None) -> dict[tuple[str, str], object]:
@@ -104,12 +105,29 @@ class EmbeddingExplorer:
             self._models[backbone] = (model.eval(), classes)
         return self._models[backbone]
 
+    def _cam_panel(self, image: np.ndarray, identity: str) -> list:
+        """The deep classifier's Grad-CAM of `image` for its true identity, as a panel; none (and a
+        line saying why) for a matching method or a missing classifier."""
+        from zfutils.cam import grad_cams, overlay
+        from zfutils.matching import is_matcher
+
+        backbone = self.backbone.value
+        if is_matcher(backbone):
+            print(f"{backbone} learns nothing, so there is no Grad-CAM; stage 03 shows where its verified matches lie")
+            return []
+        try:
+            model, classes = self.classifier(backbone)
+        except FileNotFoundError as err:
+            print(f"no Grad-CAM: the deep classifier of {backbone} is missing ({err}); run stage 03")
+            return []
+        tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None] / 255
+        cam = grad_cams(model, model.cam_layer, tensor, [classes.index(identity)])[0]
+        return [(overlay(image / 255.0, cam), f"Grad-CAM ({backbone}, deep)")]
+
     def select(self, image_id: str | None) -> None:
         """Show the image, its fish outline and pattern mask, and the deep classifier's Grad-CAM."""
         if not image_id:
             return
-        from zfutils.cam import grad_cams, overlay
-
         self.detail.clear_output(wait=True)
         with self.detail:
             row = self.data.meta.set_index("image_id").loc[image_id]
@@ -118,14 +136,7 @@ class EmbeddingExplorer:
             if self.data.has_masks:
                 panels.append((overlay_masks(image, self.data.mask(image_id, "fish"), self.data.mask(image_id, "pattern")),
                                "fish outline · pattern"))
-            try:
-                model, classes = self.classifier(self.backbone.value)
-            except FileNotFoundError as err:
-                print(f"no Grad-CAM: the deep classifier of {self.backbone.value} is missing ({err}); run stage 03")
-            else:
-                tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None] / 255
-                cam = grad_cams(model, model.cam_layer, tensor, [classes.index(str(row["identity"]))])[0]
-                panels.append((overlay(image / 255.0, cam), f"Grad-CAM ({self.backbone.value}, deep)"))
+            panels += self._cam_panel(image, str(row["identity"]))
             fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3))
             for ax, (shown, title) in zip(np.atleast_1d(axes), panels):
                 ax.imshow(shown)

@@ -247,15 +247,9 @@ def run_once(out: Path, key: str, work: Callable[[str], dict]) -> dict:
 
 def matching_region(cfg: dict, data: StoredDataset) -> str:
     """`matching.region` (fish | pattern | all), which needs masks unless it is `all`."""
-    from zfutils.matching import REGIONS
+    from zfutils.matching import check_region
 
-    region = cfg["matching"]["region"]
-    if region not in REGIONS:
-        raise ValueError(f"unknown matching.region '{region}'; known: {', '.join(REGIONS)}")
-    if region != "all" and not data.has_masks:
-        raise ValueError(f"matching.region is '{region}' but the data set at {data.root} has no masks; set "
-                         "matching.region: all, or rebuild the data with data.masks: estimate")
-    return region
+    return check_region(cfg, data)
 
 
 def match_scores(cfg: dict, data: StoredDataset, gallery: list[dict], queries: list[dict]) -> tuple[np.ndarray, dict]:

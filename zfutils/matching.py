@@ -5,7 +5,9 @@ zfutils.retrieval's exclusion and tie rules. A matcher's counterpart of Grad-CAM
 its inliers' keypoints on the watched images (against the best gallery image of the true
 individual, as Grad-CAM explains the true class), scored with the same pattern / fish /
 background shares. Results have the shape of stage 03's and 04's, so notebooks, figures and
-the report take them as they are."""
+the report take them as they are. For clustering, a matcher's embedding of an image is its
+profile of verified-match counts against a fixed set of images (a similarity-space
+representation), so stage 05 treats it like a network's."""
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +41,7 @@ def _region(item: dict, region: str) -> np.ndarray | None:
     return None if region == "all" else item[region][0].numpy().astype(bool)
 
 
-def _check_region(cfg: dict, data: StoredDataset) -> str:
+def check_region(cfg: dict, data: StoredDataset) -> str:
     region = cfg["matching"]["region"]
     if region not in REGIONS:
         raise ValueError(f"unknown matching.region '{region}'; known: {', '.join(REGIONS)}")
@@ -60,6 +62,14 @@ def score_items(index: LocalFeatureIndex, gallery: list[dict], queries: list[dic
               [region_of(it) for it in gallery], [f"gallery {k}" for k in range(len(gallery))])
     return index.score([_image(it) for it in queries], [region_of(it) for it in queries],
                        [f"query {k}" for k in range(len(queries))])
+
+
+def profiles(similarity: np.ndarray) -> np.ndarray:
+    """Each query's embedding: its match counts against the same fixed images (Pekalska and
+    Duin's dissimilarity representation), L2-normalised; k-means, Silhouette and the 2-D views
+    then treat a matcher like a network. A query that matched nothing stays all zero."""
+    s = np.asarray(similarity, np.float32)
+    return s / np.maximum(np.linalg.norm(s, axis=1, keepdims=True), 1e-12)
 
 
 def predict(similarity: np.ndarray, gallery_labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
@@ -119,7 +129,7 @@ def evaluate(cfg: dict, data: StoredDataset) -> dict:
     individuals, the inlier-focus shares, the cost per query)."""
     from zfutils.classification import cam_watch_set
 
-    region = _check_region(cfg, data)
+    region = check_region(cfg, data)
     region_of = lambda item: _region(item, region)  # noqa: E731
     sets = {s: ClassificationSet(data, s) for s in ("train", "val", "test")}
     n_classes, seed = len(sets["train"].classes), config.training_seed(cfg)
@@ -144,6 +154,7 @@ def evaluate(cfg: dict, data: StoredDataset) -> dict:
     train_labels = np.array([int(it["label"]) for it in items["train"]])
     val_truth = np.array([int(it["label"]) for it in items["val"]])
     val = classification_metrics(val_truth, predict(val_scores.similarity, train_labels, n_classes, seed), n_classes)
+    open_metrics, open_similarity = open_retrieval(cfg, data, region)
     watch = cam_watch_set(sets["val"], cfg["classify"]["cam_images"])
     watched = [{"image": watch["image"][k], "fish": watch["fish"][k], "pattern": watch["pattern"][k],
                 "label": watch["label"][k]} for k in range(len(watch["label"]))]
@@ -155,8 +166,9 @@ def evaluate(cfg: dict, data: StoredDataset) -> dict:
     return {"init": {"init": "none", "why": f"{index.method} matching learns nothing; keypoints on: {region}"},
             "best": {"best_epoch": None, "best_val_accuracy": val["accuracy"], "epochs": 0, "iterations": 0},
             "test": test, "classes": sets["train"].classes, "history": history, "cost": cost,
-            "retrieval": {"test": {**retrieval_test, "protocol": "gallery"},
-                          "open": open_retrieval(cfg, data, region)},
+            "retrieval": {"test": {**retrieval_test, "protocol": "gallery"}, "open": open_metrics},
+            "profiles": {"test": profiles(scores.similarity[:, :len(gallery)]),  # against the train + val images
+                         "open": profiles(open_similarity)},                     # against each other
             "watcher": FocusWatch(watch, maps), "trainer": None}
 
 
@@ -165,7 +177,7 @@ def test_accuracy(cfg: dict, data: StoredDataset, column: str) -> float | None:
     split); None when the data allowed no such split."""
     if not data.meta[column].isin(["train"]).any():
         return None
-    region = _check_region(cfg, data)
+    region = check_region(cfg, data)
     sets = {s: ClassificationSet(data, s, column=column) for s in ("train", "val", "test")}
     gallery = [sets[s][i] for s in ("train", "val") for i in range(len(sets[s]))]
     queries = [sets["test"][i] for i in range(len(sets["test"]))]
@@ -177,17 +189,20 @@ def test_accuracy(cfg: dict, data: StoredDataset, column: str) -> float | None:
     return classification_metrics(truth, pred, n_classes)["accuracy"]
 
 
-def open_retrieval(cfg: dict, data: StoredDataset, region: str) -> dict:
-    """Held-out individuals (the open split's test images) query each other, leave-one-out."""
+def open_retrieval(cfg: dict, data: StoredDataset, region: str) -> tuple[dict, np.ndarray]:
+    """Held-out individuals (the open split's test images) query each other, leave-one-out;
+    returns the metrics and their similarity matrix (self-matches zeroed)."""
     rows = ClassificationSet(data, "test", column="split_open")
     if len(rows) < 2:
-        return {"n_queries": 0, "protocol": "loo"}
+        return {"n_queries": 0, "protocol": "loo"}, np.zeros((len(rows), len(rows)), np.float32)
     items = [rows[i] for i in range(len(rows))]
     index = make_index(cfg)
     scores = score_items(index, items, items, lambda item: _region(item, region))
     out = similarity_retrieval_metrics(scores.similarity, rows.rows["identity"].to_numpy(),
                                        rows.rows["session"].to_numpy(), tuple(cfg["classify"]["retrieval_ks"]))
-    return {**out, "protocol": "loo"}
+    similarity = scores.similarity.copy()
+    np.fill_diagonal(similarity, 0)
+    return {**out, "protocol": "loo"}, similarity
 
 
 def ablate(cfg: dict, sets: dict, condition: str) -> dict:

@@ -160,7 +160,7 @@ def matching_transfer(cfg: dict, data: StoredDataset, target_data: dict, plans: 
         out["zero_shot"][family] = {**found, "protocol": "gallery"}
         out["few_shot"][family], _ = fewshot.matching_sweep(cfg, target, plans[family]["sizes"],
                                                             cfg["transfer"]["seeds"])
-    out["held_out"] = open_retrieval(cfg, data, fewshot.matching_region(cfg, data))
+    out["held_out"], _ = open_retrieval(cfg, data, fewshot.matching_region(cfg, data))
     return out
 
 
