@@ -23,19 +23,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported:
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.measure import (Memory, cell, default_threads, device_name, machine_info, matmul_peak, run_steps,
-                                step_fields)
+from benchmarks.measure import (Memory, batch_for, cell, device_name, machine_info, matmul_peak,
+                                parse_row_args, row_parser, run_row, run_steps, step_fields)
 from zfutils import config
 from zfutils.models import BACKBONES, get
-from zfutils.paths import PROJECT_ROOT
 from zfutils.provenance import git_sha
 from zfutils.train.compute import Compute
 from zfutils.train.inpaint import InpaintTrainer
@@ -121,69 +118,21 @@ def measure(backbone: str, size: str, device: str = "cpu", *, steps: int | None 
     }
 
 
-def _names(kind: str, known: list[str]):
-    def parse(text: str) -> list[str]:
-        names = [n.strip() for n in text.split(",") if n.strip()]
-        unknown = [n for n in names if n not in known]
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(f"unknown {kind} {', '.join(map(repr, unknown)) or repr(text)}; "
-                                             f"known {kind}s: {', '.join(known)}")
-        return names
-    return parse
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    backbones, presets = inpainting_backbones(), config.available("presets")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbones", type=_names("backbone", backbones), default=backbones)
-    parser.add_argument("--sizes", type=_names("size", presets), default=["quick", "paper"],
-                        help="presets whose image size, width, blocks and batch are used")
-    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
-                        help="all: CPU, and CUDA when torch sees a GPU")
-    parser.add_argument("--steps", type=int, default=None,
-                        help=f"timed steps (default per size: {DEFAULT_STEPS}, others 3)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    parser.add_argument("--batch", type=int, default=None,
-                        help=f"default: the preset's inpaint.batch_size, but {CPU_PAPER_BATCH} for paper on CPU")
-    parser.add_argument("--threads", type=int, default=default_threads(), help="torch threads (default: all cores)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config overrides for every row, e.g. compute.precision=bf16 (repeatable)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--one", nargs=3, metavar=("BACKBONE", "SIZE", "DEVICE"),
-                        help="measure one configuration in this process and print its row as JSON")
-    args = parser.parse_args(argv)
-    if args.one:
-        if args.one[0] not in backbones or args.one[1] not in presets or args.one[2] not in ("cpu", "cuda"):
-            parser.error(f"--one needs BACKBONE SIZE DEVICE with BACKBONE in {backbones}, SIZE in {presets} "
-                         "and DEVICE cpu or cuda")
-    try:  # a wrong key fails here, not once per row in every subprocess
-        config.resolve("quick", None, config.overrides_from_args(args.overrides))
-    except config.ConfigError as err:
-        parser.error(str(err))
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda was asked for but torch sees no CUDA GPU")
-    return args
+    backbones = inpainting_backbones()
+    parser = row_parser(__doc__, backbones, out=RESULTS,
+                                steps_help=f"timed steps (default per size: {DEFAULT_STEPS}, others 3)",
+                                warmup_help="untimed steps first",
+                                batch_help=f"default: the preset's inpaint.batch_size, but {CPU_PAPER_BATCH} for paper on CPU")
+    return parse_row_args(parser, argv, backbones)
 
 
 def _batch_for(args, size: str, device: str) -> int | None:
-    if args.batch:
-        return args.batch
-    return CPU_PAPER_BATCH if (size == "paper" and device == "cpu") else None
+    return batch_for(args, size, device, CPU_PAPER_BATCH)
 
 
 def _run_one(args, backbone: str, size: str, device: str) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.bench_inpaint", "--one", backbone, size, device,
-           "--warmup", str(args.warmup), "--threads", str(args.threads)]
-    batch = _batch_for(args, size, device)
-    cmd += ["--steps", str(args.steps)] * bool(args.steps) + ["--batch", str(batch)] * bool(batch)
-    cmd += [arg for item in args.overrides for arg in ("--set", item)]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    start = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
-    if out.returncode != 0:
-        raise RuntimeError(f"measuring {backbone} {size} {device} failed:\n{out.stderr[-3000:]}")
-    row = json.loads(out.stdout.strip().splitlines()[-1])
-    return {**row, "process_seconds": round(time.perf_counter() - start, 1)}  # the whole row: start-up included
+    return run_row("benchmarks.bench_inpaint", args, backbone, size, device, CPU_PAPER_BATCH)
 
 
 def _table(rows: list[dict]) -> str:

@@ -194,3 +194,90 @@ def cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
     return str(value)
+
+
+# --- the command line shared by the per-row benchmarks (bench_inpaint, bench_classify) ---------------
+def names_of(kind: str, known: list[str]):
+    """argparse type: a comma-separated list of names out of `known`."""
+    import argparse
+
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {kind} {', '.join(map(repr, unknown)) or repr(text)}; "
+                                             f"known {kind}s: {', '.join(known)}")
+        return names
+    return parse
+
+
+def row_parser(doc: str, backbones: list[str], *, steps_help: str, warmup_help: str, batch_help: str, out: Path):
+    """The options every per-row benchmark takes: which backbones, sizes and devices, steps, batch,
+    threads, config overrides, where results go, and `--one` (one row in this process)."""
+    import argparse
+
+    from zfutils import config
+
+    presets = config.available("presets")
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbones", type=names_of("backbone", backbones), default=backbones)
+    parser.add_argument("--sizes", type=names_of("size", presets), default=["quick", "paper"],
+                        help="presets whose image size, width, blocks and batch are used")
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                        help="all: CPU, and CUDA when torch sees a GPU")
+    parser.add_argument("--steps", type=int, default=None, help=steps_help)
+    parser.add_argument("--warmup", type=int, default=1, help=warmup_help)
+    parser.add_argument("--batch", type=int, default=None, help=batch_help)
+    parser.add_argument("--threads", type=int, default=default_threads(), help="torch threads (default: all cores)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every row, e.g. compute.precision=bf16 (repeatable)")
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--one", nargs=3, metavar=("BACKBONE", "SIZE", "DEVICE"),
+                        help="measure one configuration in this process and print its row as JSON")
+    return parser
+
+
+def parse_row_args(parser, argv, backbones: list[str]):
+    """Parsed options, with the errors a row would otherwise hit once per subprocess."""
+    from zfutils import config
+
+    args = parser.parse_args(argv)
+    presets = config.available("presets")
+    if args.one and (args.one[0] not in backbones or args.one[1] not in presets or args.one[2] not in ("cpu", "cuda")):
+        parser.error(f"--one needs BACKBONE SIZE DEVICE with BACKBONE in {backbones}, SIZE in {presets} "
+                     "and DEVICE cpu or cuda")
+    try:
+        config.resolve("quick", None, config.overrides_from_args(args.overrides))
+    except config.ConfigError as err:
+        parser.error(str(err))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda was asked for but torch sees no CUDA GPU")
+    return args
+
+
+def batch_for(args, size: str, device: str, cpu_paper_batch: int) -> int | None:
+    """--batch, else a small batch for paper size on CPU, else the preset's (None)."""
+    if args.batch:
+        return args.batch
+    return cpu_paper_batch if (size == "paper" and device == "cpu") else None
+
+
+def run_row(module: str, args, backbone: str, size: str, device: str, cpu_paper_batch: int) -> dict:
+    """One row measured in a fresh process (`python -m <module> --one ...`), start-up included."""
+    import json
+    import subprocess
+
+    from zfutils.paths import PROJECT_ROOT
+
+    cmd = [sys.executable, "-m", module, "--one", backbone, size, device,
+           "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    batch = batch_for(args, size, device, cpu_paper_batch)
+    cmd += ["--steps", str(args.steps)] * bool(args.steps) + ["--batch", str(batch)] * bool(batch)
+    cmd += [arg for item in args.overrides for arg in ("--set", item)]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"measuring {backbone} {size} {device} failed:\n{out.stderr[-3000:]}")
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    return {**row, "process_seconds": round(time.perf_counter() - start, 1)}
