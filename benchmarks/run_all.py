@@ -45,14 +45,16 @@ def matchers() -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=measure.names_of("size", config.available("presets")), default=["quick", "paper"])
+    parser.add_argument("--sizes", type=measure.names_of("size", config.available("presets")),
+                        default=["quick", "paper"])
     parser.add_argument("--devices", type=measure.names_of("device", ["cpu", "cuda"]), default=["cpu", "cuda"],
                         help="cuda rows only where torch sees a GPU")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per row (default: each piece's per size)")
     parser.add_argument("--quick-only", action="store_true",
                         help="a short run: the quick size only, 1 timed step per row (unless --steps), "
                              "fewer synthetic images")
-    parser.add_argument("--only", type=measure.names_of("piece", list(PIECES)), default=list(PIECES), help="pieces to run")
+    parser.add_argument("--only", type=measure.names_of("piece", list(PIECES)), default=list(PIECES),
+                        help="pieces to run")
     parser.add_argument("--threads", type=int, default=measure.default_threads(), help="torch threads of every row")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config overrides for the inpaint and classify rows, e.g. compute.precision=bf16")
