@@ -7,6 +7,7 @@ from tests.test_torchsets import split_data
 from zfutils import models
 from zfutils.data.torchsets import ClassificationSet
 from zfutils.models.classifier import Classifier
+from zfutils.train import batchnorm
 from zfutils.train.classify import ClassifierTrainer
 
 NAMES = sorted(n for n, b in models.BACKBONES.items() if b.matcher is None)  # networks (matchers: test_matching.py)
@@ -34,7 +35,7 @@ def test_every_backbone_learns_in_both_modes(name, mode, tiny, tmp_path):
     model = classifier(name)
     trainer = ClassifierTrainer(model=model, mode=mode, run_dir=tmp_path, epochs=8, batch_size=8, lr_head=1e-2,
                                 lr_encoder=1e-4, seed=0, stamp="t", precise_bn_batches=4)
-    trainer._recalibrate(train, 0)  # a random start's batch-norm statistics are placeholders (what fit does first)
+    trainer._recalibrate(train, 0, encoder=True)  # a random start's batch-norm statistics are placeholders
     encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     trainer.fit(train, train, n_classes=3)  # validated on train: this checks learning, not generalisation
     history = [r for r in trainer.log.read() if r["kind"] == "epoch"]
@@ -45,6 +46,25 @@ def test_every_backbone_learns_in_both_modes(name, mode, tiny, tmp_path):
     after = model.encoder.state_dict()
     unchanged = all(torch.equal(encoder_before[k], after[k]) for k in after)
     assert unchanged == (mode == "shallow")  # shallow: every encoder weight and statistic bit for bit
+
+
+@pytest.mark.parametrize("mode", ["shallow", "deep"])
+def test_standardizing_neck_whitens_the_training_features_and_stays_fixed(mode, tiny, tmp_path):
+    train, _ = tiny
+    model = classifier("aotgan")  # its pooled features vary by about 1e-4: batch norm's default eps would flatten them
+    trainer = ClassifierTrainer(model=model, mode=mode, run_dir=tmp_path, epochs=1, batch_size=8, lr_head=1e-2,
+                                lr_encoder=1e-4, seed=0, stamp="t", precise_bn_batches=0)
+    trainer.fit(train, train, n_classes=3)
+    features = trainer.frozen_features(train).embedding
+    assert features.std(0).max() < 1e-2
+    model.train()
+    assert not model.neck.training  # a fixed transform in training as in evaluation
+    whitened = model.neck(features)
+    assert torch.allclose(whitened.mean(0), torch.zeros(features.shape[1]), atol=1e-3)
+    live = features.var(0) > 1e-9  # a channel ReLU keeps at zero stays near zero rather than amplified noise
+    assert live.sum() > features.shape[1] // 2
+    assert torch.allclose(whitened.std(0)[live], torch.ones(int(live.sum())), atol=1e-2)
+    assert torch.equal(whitened, model.eval().neck(features))
 
 
 def test_random_start_calibrates_batchnorm_before_training(tiny, tmp_path):
@@ -71,7 +91,7 @@ def test_arcface_head_learns_and_predicts_by_cosine(tiny, tmp_path):
     trainer.fit(train, train, n_classes=3)
     assert max(r["val_accuracy"] for r in trainer.log.read() if r["kind"] == "epoch") > 0.6
     emb = model.embed(train[0]["image"][None])
-    cos = model.head.get_cosine(emb)
+    cos = model.head.get_cosine(model.neck(emb))
     assert torch.equal(model(train[0]["image"][None]).argmax(1), cos.argmax(1))
 
 
@@ -110,6 +130,8 @@ def test_shallow_mode_trains_the_head_on_features_computed_once(tiny, tmp_path):
 
     reference = classifier("aotgan")
     reference.freeze_encoder()
+    batchnorm.recalibrate(reference.neck, reference.neck, [features.embedding])  # the neck's statistics, as fit's
+    reference.train()
     optimizer = torch.optim.AdamW(reference.head.parameters(), lr=1e-2, weight_decay=0.0)
     for epoch in (1, 2):
         for batch in trainer.epoch_loader(train, epoch):

@@ -55,7 +55,7 @@ def _close(a, b, key):
 def test_two_processes_train_like_one(tmp_path, monkeypatch):
     monkeypatch.setenv("ZF_WORKDIR", str(tmp_path / "work"))
     data_root = split_data(tmp_path, size=32, per_session=8).root
-    assert not batchnorm.batchnorms(tiny_classifier())  # else CPU ranks would normalise differently
+    assert not batchnorm.batchnorms(tiny_classifier().encoder)  # else CPU ranks would normalise differently
     from zfutils.data.build import prepare_dataset
 
     prepare_dataset(config.resolve("smoke", "aotgan", config.overrides_from_args(INPAINT[7:])))

@@ -13,9 +13,15 @@ scaled cosines to the class centres, so prediction, metrics and Grad-CAM treat a
 
 Neck: pooled features of different encoders differ in scale by orders of magnitude (DeepFillV2's
 gated convolutions shrink the signal layer by layer), and a linear head on tiny features barely
-moves per step, so by default a parameter-free layer norm standardises each pooled vector before
-the head (per image, so training and evaluation see the same transform; a batch-norm neck's
-running statistics lag behind in short fine-tuning). `neck="none"` is the study's head.
+moves per step. The default neck, `standardize`, is a fixed per-dimension standardisation with
+the mean and variance of the training images' pooled vectors (a batch norm without affine
+weights kept in eval mode, so training and evaluation see the same transform; its statistics
+are estimated by the trainer before training and after every deep epoch, as the BNNeck of
+re-identification practice). `layernorm` standardises each pooled vector on its own: it keeps
+the large mean profile every image shares and scales the differences between images down
+(with a randomly initialised AOT-GAN encoder a logistic regression reaches 0.19 test accuracy
+on 6 fish after it, 0.31 after per-dimension standardisation), which left stage 03's heads at
+chance. `none` is the study's head.
 Embeddings for retrieval and clustering are the pooled features before the neck.
 """
 from __future__ import annotations
@@ -28,12 +34,14 @@ from zfutils.models.pooling import POOLINGS, GeM, PooledEncoder
 from zfutils.models.registry import Backbone
 
 HEADS = ("linear", "arcface", "arcface_dynamic")
-NECKS = ("layernorm", "none")
+NECKS = ("standardize", "layernorm", "none")
+# pooled features of some encoders vary by 1e-4 (variance 1e-8): batch norm's default eps (1e-5) would flatten them
+STANDARDIZE_EPS = 1e-12
 
 
 class Classifier(nn.Module):
     def __init__(self, *, backbone: Backbone, generator: nn.Module, n_classes: int, embed_dim: int,
-                 head: str = "linear", arcface: dict | None = None, neck: str = "layernorm", pooling: str = "avg",
+                 head: str = "linear", arcface: dict | None = None, neck: str = "standardize", pooling: str = "avg",
                  class_counts=None):
         super().__init__()
         if head not in HEADS:
@@ -42,7 +50,9 @@ class Classifier(nn.Module):
             raise ValueError(f"unknown classification neck '{neck}'; known necks: {', '.join(NECKS)}")
         if pooling not in POOLINGS:
             raise ValueError(f"unknown classification pooling '{pooling}'; known poolings: {', '.join(POOLINGS)}")
-        self.neck = nn.LayerNorm(embed_dim, elementwise_affine=False) if neck == "layernorm" else nn.Identity()
+        self.neck = {"standardize": lambda: nn.BatchNorm1d(embed_dim, eps=STANDARDIZE_EPS, affine=False),
+                     "layernorm": lambda: nn.LayerNorm(embed_dim, elementwise_affine=False),
+                     "none": nn.Identity}[neck]()
         self.backbone_name = backbone.name
         self.pooling = pooling
         self.encoder = backbone.encoder(generator)  # shares the generator's parameters
@@ -106,4 +116,5 @@ class Classifier(nn.Module):
         super().train(mode)
         if mode and not any(p.requires_grad for p in self.encoder.parameters()):
             self.encoder.eval()  # a frozen encoder stays frozen, batch norm included
+        self.neck.eval()  # a fixed transform; only zfutils.train.batchnorm.recalibrate re-estimates it
         return self

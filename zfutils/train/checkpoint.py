@@ -54,17 +54,19 @@ class Resumable:
     def best_path(self) -> Path:
         return Path(self.run_dir) / "checkpoints" / "best.pt"
 
-    def epoch_loader(self, data, epoch: int, salt: int = 0, drop_last: bool = True):
+    def epoch_loader(self, data, epoch: int, salt: int = 0, drop_last: bool = True, shard: bool = True):
         """The epoch's batches in an order fixed by (seed, epoch), so a resumed run sees what an
         uninterrupted one would. Under torchrun each rank takes its share of every batch
-        (batch_size // world size; together the ranks' k-th batches are the k-th batch here)."""
+        (batch_size // world size; together the ranks' k-th batches are the k-th batch here),
+        unless `shard` is false: then every rank sees the whole batches (statistics that must
+        agree across ranks and with one process)."""
         from torch.utils.data import DataLoader, RandomSampler
 
         seed = self.seed * 100_003 + epoch + 7919 * salt
         drop = drop_last and len(data) > self.batch_size
         compute = getattr(self, "compute", None)  # worker processes and pinned memory (zfutils.train.compute)
         options = compute.loader_options() if compute is not None else {}
-        if distributed.active():
+        if shard and distributed.active():
             return DataLoader(data, batch_size=distributed.per_rank_batch(self.batch_size),
                               sampler=distributed.shard_sampler(data, seed, drop_last=drop), drop_last=drop, **options)
         order = torch.Generator().manual_seed(seed)

@@ -146,19 +146,40 @@ class ClassifierTrainer(Resumable):
         self.optimizer.load_state_dict(ckpt["optimizer"])
         return True
 
-    def _recalibrate(self, train_set, epoch: int) -> int:
-        loader = self.epoch_loader(train_set, epoch, salt=1, drop_last=False)
-        batches = (b for k, b in enumerate(loader) if k < self.precise_bn_batches)
-        return batchnorm.recalibrate(self.model.encoder, lambda b: self.model.embed(b["image"].to(self.device)), batches)
+    def _recalibrate(self, train_set, epoch: int, encoder: bool) -> int:
+        """Re-estimate batch-norm statistics on `precise_bn_batches` training batches (all of
+        them when that is 0): the encoder's where `encoder` is true, then the standardising
+        neck's, exactly (the mean and variance of the pooled vectors of those images, one pass).
+        Returns the number of batches used for the encoder."""
+        self.model.eval()  # nothing else may move (dropout off, other statistics kept)
+        used = 0
+        if encoder and self.precise_bn_batches and not isinstance(train_set, EmbeddedSet):
+            used = batchnorm.recalibrate(self.model.encoder, lambda b: self.model.embed(b["image"].to(self.device)),
+                                         self._calibration_batches(train_set, epoch))
+        if batchnorm.batchnorms(self.model.neck):
+            if isinstance(train_set, EmbeddedSet):
+                vectors = train_set.embedding.to(self.device)
+            else:
+                with torch.no_grad():
+                    vectors = torch.cat([self.model.embed(b["image"].to(self.device)).float()
+                                         for b in self._calibration_batches(train_set, epoch)])
+            batchnorm.recalibrate(self.model.neck, self.model.neck, [vectors])
+        return used
+
+    def _calibration_batches(self, train_set, epoch: int):
+        loader = self.epoch_loader(train_set, epoch, salt=1, drop_last=False, shard=False)  # equal on every rank
+        return (b for k, b in enumerate(loader) if not self.precise_bn_batches or k < self.precise_bn_batches)
 
     def fit(self, train_set, val_set, n_classes: int) -> dict:
         """Train the remaining epochs; returns the best epoch and its validation accuracy."""
-        if not self.resume():
-            if self.calibrate_first and self.precise_bn_batches:
-                used = self._recalibrate(train_set, 0)
-                self.log.write(kind="calibration", epoch=0, iteration=0, batches=used)
+        resumed = self.resume()  # a resumed run has its statistics in the checkpoint
+        if not resumed and self.calibrate_first and self.precise_bn_batches and not isinstance(train_set, EmbeddedSet):
+            used = self._recalibrate(train_set, 0, encoder=True)  # before a frozen encoder's features are stored
+            self.log.write(kind="calibration", epoch=0, iteration=0, batches=used)
         if self.mode == "shallow" and not isinstance(train_set, EmbeddedSet):
             train_set, val_set = self.frozen_features(train_set), self.frozen_features(val_set)
+        if not resumed:
+            self._recalibrate(train_set, 0, encoder=False)
         while self.state["epoch"] < self.epochs:
             epoch = self.state["epoch"] + 1
             loader = self.epoch_loader(train_set, epoch)
@@ -172,8 +193,8 @@ class ClassifierTrainer(Resumable):
                 losses.append(self.train_step(batch))
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
             self.state["epoch"] = epoch
-            if self.mode == "deep" and self.precise_bn_batches:
-                self._recalibrate(train_set, epoch)
+            if self.mode == "deep":  # the encoder's statistics lag behind its weights, and the neck's behind both
+                self._recalibrate(train_set, epoch, encoder=True)
             val, extra = distributed.from_main(self._validate, val_set, n_classes, epoch)
             self.log.write(kind="epoch", epoch=epoch, iteration=self.state["iteration"], mode=self.mode,
                            train_loss=float(np.mean(losses)) if losses else float("nan"),
