@@ -17,19 +17,17 @@ statistics; the trainer's eval() of a frozen ("shallow") encoder turns both off.
 """
 from __future__ import annotations
 
-import torch
-from torch import nn
 from torchvision.models import EfficientNet, efficientnet_b0
 
-from zfutils.models.baseline_common import checkpoint_hint, imagenet_normalise, official_size_only, read_imagenet_state
-from zfutils.models.registry import Backbone, register
-from zfutils.pretrained import IMAGENET_MEAN
+from zfutils.models.baseline_common import (ImagenetFile, features_cam_layer, features_encoder, imagenet_input,
+                                            official_size_only, register_torchvision)
 
 NAME = "efficientnet"
 FILE = "efficientnet_b0_rwightman-7f5810bc.pth"   # torchvision EfficientNet_B0_Weights.IMAGENET1K_V1
-URL = f"https://download.pytorch.org/models/{FILE}"
 EMBED_DIM = 1280
-CHECKPOINT_HINT = checkpoint_hint(FILE, URL, "efficientnet_b0")
+WEIGHTS = ImagenetFile(FILE, "efficientnet_b0", "EfficientNet-B0 ImageNet")
+URL, CHECKPOINT_HINT = WEIGHTS.url, WEIGHTS.hint
+encoder_input, encoder, cam_layer, load_pretrained = imagenet_input, features_encoder, features_cam_layer, WEIGHTS.load
 
 
 def build_generator(*, width: float = 1.0, blocks: int | None = None) -> EfficientNet:
@@ -38,44 +36,5 @@ def build_generator(*, width: float = 1.0, blocks: int | None = None) -> Efficie
     return efficientnet_b0(weights=None)
 
 
-def encoder_input(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The ImageNet-normalised image; the mask is not an input of a classification baseline."""
-    return imagenet_normalise(image)
-
-
-def encoder(generator: EfficientNet) -> nn.Module:
-    return generator.features
-
-
-def cam_layer(generator: EfficientNet) -> nn.Module:
-    """The last conv block (1x1 conv + BN + SiLU to 1280 ch)."""
-    return generator.features[-1]
-
-
-def embed_dim(width: float = 1.0) -> int:
-    return EMBED_DIM
-
-
-def load_pretrained(path, *, trust_pickle: bool = False) -> dict:
-    """{"generator": torchvision's ImageNet state_dict, "discriminator": None}; `path` None, ""
-    or "imagenet" means FILE in the torch hub cache."""
-    state = read_imagenet_state(path, FILE, URL, what="EfficientNet-B0 ImageNet", hint=CHECKPOINT_HINT,
-                                trust_pickle=trust_pickle)
-    return {"generator": state, "discriminator": None}
-
-
-BACKBONE = register(Backbone(
-    name=NAME,
-    family="baseline",
-    build_generator=build_generator,
-    build_discriminator=None,
-    load_pretrained=load_pretrained,
-    inpaint=None,
-    discriminate=None,
-    encoder_input=encoder_input,
-    encoder=encoder,
-    cam_layer=cam_layer,
-    embed_dim=embed_dim,
-    checkpoint_hint=CHECKPOINT_HINT,
-    missing_fill=IMAGENET_MEAN,  # normalises to 0: the network's neutral input
-))
+BACKBONE = register_torchvision(name=NAME, family="baseline", build_generator=build_generator, weights=WEIGHTS,
+                                embed_dim=EMBED_DIM)  # missing fill: the ImageNet mean, which normalises to 0

@@ -35,19 +35,19 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import Inception3, inception_v3
 
-from zfutils.models.baseline_common import checkpoint_hint, official_size_only, read_imagenet_state
-from zfutils.models.registry import Backbone, register
+from zfutils.models.baseline_common import ImagenetFile, official_size_only, register_torchvision
 
 NAME = "inceptionv3"
 FILE = "inception_v3_google-0cc3c7bd.pth"   # torchvision Inception_V3_Weights.IMAGENET1K_V1
-URL = f"https://download.pytorch.org/models/{FILE}"
 EMBED_DIM = 2048
 MIN_SIDE = 128
 ENCODER_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
                   "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
                   "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")
 AUX_PREFIX = "AuxLogits."
-CHECKPOINT_HINT = checkpoint_hint(FILE, URL, "inception_v3")
+# the study runs with aux logits off, so the file's auxiliary classifier weights are dropped
+WEIGHTS = ImagenetFile(FILE, "inception_v3", "InceptionV3 ImageNet", drop_prefix=AUX_PREFIX)
+URL, CHECKPOINT_HINT, load_pretrained = WEIGHTS.url, WEIGHTS.hint, WEIGHTS.load
 
 
 def build_generator(*, width: float = 1.0, blocks: int | None = None) -> Inception3:
@@ -77,31 +77,6 @@ def cam_layer(generator: Inception3) -> nn.Module:
     return generator.Mixed_7c
 
 
-def embed_dim(width: float = 1.0) -> int:
-    return EMBED_DIM
-
-
-def load_pretrained(path, *, trust_pickle: bool = False) -> dict:
-    """{"generator": torchvision's ImageNet state_dict without its AuxLogits.* keys (the study
-    runs with aux logits off, so the auxiliary classifier's weights are dropped), "discriminator":
-    None}; `path` None, "" or "imagenet" means FILE in the torch hub cache."""
-    state = read_imagenet_state(path, FILE, URL, what="InceptionV3 ImageNet", hint=CHECKPOINT_HINT,
-                                trust_pickle=trust_pickle)
-    return {"generator": {k: v for k, v in state.items() if not k.startswith(AUX_PREFIX)}, "discriminator": None}
-
-
-BACKBONE = register(Backbone(
-    name=NAME,
-    family="baseline",
-    build_generator=build_generator,
-    build_discriminator=None,
-    load_pretrained=load_pretrained,
-    inpaint=None,
-    discriminate=None,
-    encoder_input=encoder_input,
-    encoder=encoder,
-    cam_layer=cam_layer,
-    embed_dim=embed_dim,
-    checkpoint_hint=CHECKPOINT_HINT,
-    missing_fill=(0.5, 0.5, 0.5),  # 0 in its [-1, 1] input: the network's neutral value
-))
+BACKBONE = register_torchvision(name=NAME, family="baseline", build_generator=build_generator, weights=WEIGHTS,
+                                embed_dim=EMBED_DIM, encoder_input=encoder_input, encoder=encoder, cam_layer=cam_layer,
+                                missing_fill=(0.5, 0.5, 0.5))  # 0 in its [-1, 1] input: the network's neutral value
