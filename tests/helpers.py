@@ -1,8 +1,14 @@
-"""Small data sets the tests write themselves, in the project's format."""
+"""What several test modules share: small data sets the tests write themselves (in the project's
+format), weight files in torchvision's format, a one-thread fixture for the large networks."""
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
+from zfutils import config
+from zfutils.data import build
+from zfutils.data.build import prepare_dataset
 from zfutils.data.format import DatasetWriter
 
 
@@ -23,3 +29,35 @@ def write_tiny_dataset(root: Path, identities=3, sessions=4, per_session=3, size
                                identity=f"fish_{i}", session=f"s{s}", frame=f, source="test")
         writer.commit({"source": "test", "image_size": size, "masks": "exact" if masks else "none"})
     return root
+
+
+def tiny_synth(cfg, out):
+    """Stands in for the synthetic renderer: 4 fish x 4 sessions x 4 images at 32 px."""
+    return write_tiny_dataset(out, identities=4, sessions=4, per_session=4, size=32)
+
+
+def prepare_tiny_study(tmp_path: Path, monkeypatch, overrides: dict) -> dict:
+    """Stage 01 of the smoke preset on tiny_synth's data, in a work folder under `tmp_path`."""
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path / "work"))
+    monkeypatch.setitem(build.SOURCES, "synth", tiny_synth)
+    prepare_dataset(config.resolve("smoke", None, overrides))
+    return overrides
+
+
+def write_torchvision_file(path: Path, build_network, *, seed: int, counters: bool = True) -> dict:
+    """A weight file in torchvision's format: a freshly built network's own state_dict (without
+    batch-norm counters when `counters` is false, as files saved by old PyTorch versions)."""
+    torch.manual_seed(seed)
+    state = {k: v for k, v in build_network().state_dict().items() if counters or not k.endswith("num_batches_tracked")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state
+
+
+@pytest.fixture
+def one_thread():
+    """Large torchvision networks on one thread: polite on 2 cores, and steadier timings."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -7,6 +7,7 @@ import torchvision
 from torch import nn
 
 import zfutils.pretrained
+from tests.helpers import one_thread, write_torchvision_file  # noqa: F401  (one_thread: a fixture)
 from zfutils.models import checkpoints, efficientnet, inceptionv3, registry
 from zfutils.models.baseline_common import imagenet_normalise
 
@@ -16,11 +17,8 @@ WEIGHTS = {"efficientnet": torchvision.models.EfficientNet_B0_Weights.IMAGENET1K
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=sorted(MODULES))
@@ -31,17 +29,13 @@ def net(request):
 
 
 def own_file(name: str, path: Path, *, seed: int, aux: bool = True, counters: bool = True) -> dict:
-    """A file in torchvision's format written from a fresh network's own state_dict; for
-    inceptionv3 from torchvision's aux-logits network, as the ImageNet file holds AuxLogits.*."""
-    torch.manual_seed(seed)
+    """A file in torchvision's format; for inceptionv3 from torchvision's aux-logits network, as
+    the ImageNet file holds AuxLogits.*."""
     if name == "inceptionv3":
-        source = torchvision.models.inception_v3(weights=None, aux_logits=aux, init_weights=False)
-    else:
-        source = torchvision.models.efficientnet_b0(weights=None)
-    state = {k: v for k, v in source.state_dict().items() if counters or not k.endswith("num_batches_tracked")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return state
+        return write_torchvision_file(path, lambda: torchvision.models.inception_v3(
+            weights=None, aux_logits=aux, init_weights=False), seed=seed, counters=counters)
+    return write_torchvision_file(path, lambda: torchvision.models.efficientnet_b0(weights=None), seed=seed,
+                                  counters=counters)
 
 
 def test_both_registered_as_baselines_without_inpainting_parts():

@@ -8,6 +8,7 @@ import torchvision
 from torch import nn
 
 import zfutils.pretrained
+from tests.helpers import one_thread, write_torchvision_file  # noqa: F401  (one_thread: a fixture)
 from tests.test_classify import tiny  # noqa: F401  (the fixture: 3 fish, 32 px, colour encodes identity)
 from zfutils import config, models
 from zfutils.models import checkpoints, efficientnetv2, registry
@@ -18,11 +19,8 @@ from zfutils.train.classify import ClassifierTrainer
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +30,7 @@ def generator():
 
 
 def own_file(path, *, seed: int, build=torchvision.models.efficientnet_v2_s) -> dict:
-    """A file in torchvision's format, written from a fresh torchvision network's state_dict."""
-    torch.manual_seed(seed)
-    state = build(weights=None).state_dict()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return state
+    return write_torchvision_file(path, lambda: build(weights=None), seed=seed)
 
 
 def test_registered_as_an_embedding_model_without_inpainting_parts():

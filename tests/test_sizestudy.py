@@ -5,27 +5,18 @@ import json
 
 import pytest
 
-from tests.helpers import write_tiny_dataset
+from tests.helpers import prepare_tiny_study
 from tests.test_torchsets import split_data
 from zfutils import config, fewshot, paths, plots, sizestudy
-from zfutils.data import build, families
-from zfutils.data.build import prepare_dataset
+from zfutils.data import families
 from zfutils.stage import open_stage
-
-
-def tiny_synth(cfg, out):
-    """Stands in for the synthetic renderer: 4 fish x 4 sessions x 4 images at 32 px."""
-    return write_tiny_dataset(out, identities=4, sessions=4, per_session=4, size=32)
 
 
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
-    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path / "work"))
-    monkeypatch.setitem(build.SOURCES, "synth", tiny_synth)
     overrides = {"classify.init": "random", "size_study.per_individual": [1, 2, 50], "size_study.seeds": [0, 1],
                  "size_study.min_steps": 4, "classify.batch_size": 4}
-    prepare_dataset(config.resolve("smoke", None, overrides))  # stage 01
-    return overrides
+    return prepare_tiny_study(tmp_path, monkeypatch, overrides)  # stage 01
 
 
 def test_select_exactly_n_per_individual_from_the_training_split_only(tmp_path):

@@ -8,28 +8,19 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers import write_tiny_dataset
+from tests.helpers import prepare_tiny_study
 from zfutils import classification, config, plots, transfer
 from zfutils.data import build
-from zfutils.data.build import prepare_dataset
 from zfutils.data.torchsets import ClassificationSet
 from zfutils.models import get
 from zfutils.stage import open_stage
 
 
-def tiny_synth(cfg, out):
-    """Stands in for the synthetic renderer: 4 fish x 4 sessions x 4 images at 32 px."""
-    return write_tiny_dataset(out, identities=4, sessions=4, per_session=4, size=32)
-
-
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
-    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path / "work"))
-    monkeypatch.setitem(build.SOURCES, "synth", tiny_synth)
     overrides = {"classify.init": "random", "transfer.few_shot": [1, 2, 50], "transfer.seeds": [0, 1],
                  "transfer.min_steps": 4, "classify.batch_size": 4, "cluster.seeds": [0]}
-    prepare_dataset(config.resolve("smoke", None, overrides))  # stage 01
-    return overrides
+    return prepare_tiny_study(tmp_path, monkeypatch, overrides)  # stage 01
 
 
 def fake_stage03(cfg):
