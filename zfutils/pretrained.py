@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import vgg19
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
 VGG19_LAYERS = {"relu1_1": 1, "relu1_2": 3, "relu2_1": 6, "relu2_2": 8, "relu3_1": 11, "relu3_2": 13,
@@ -52,6 +51,8 @@ class VGG19Features(nn.Module):
         if unknown:
             raise ValueError(f"unknown VGG19 layers {unknown}; known: {', '.join(VGG19_LAYERS)}")
         last = max(VGG19_LAYERS[l] for l in layers)
+        from torchvision.models import vgg19  # here: importing torchvision costs about 1.4 s per process
+
         features = vgg19(weights=None).features[: last + 1]
         state = torch.load(weights, map_location="cpu", weights_only=True)
         state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}

@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import Bottleneck
 
 from zfutils.pretrained import IMAGENET_MEAN, IMAGENET_STD, find_weights
 
@@ -27,11 +26,14 @@ BLOCKS = (3, 4, 6, 3)  # ResNet50
 # turns the stride-2 3x3 conv of layer3/layer4 into stride 1 with dilation 1/2, the rest 2/4.
 DILATION = ((1, 1), (1, 1), (1, 2), (2, 4))
 STRIDE = (1, 2, 1, 1)
+EXPANSION = 4  # torchvision's Bottleneck.expansion: output channels per `planes`
 
 
 def _stage(inplanes: int, planes: int, blocks: int, stride: int, dilation: tuple[int, int]) -> nn.Sequential:
     """torchvision's Bottleneck has the same keys and the stride on the 3x3 conv, as CSAIL's."""
-    out = planes * Bottleneck.expansion
+    from torchvision.models.resnet import Bottleneck  # here: importing torchvision costs about 1.4 s per process
+
+    out = planes * EXPANSION
     downsample = None
     if stride != 1 or inplanes != out:
         downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
@@ -88,7 +90,7 @@ class ResNetPLFeatures(nn.Module):
         inplanes = 128
         for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), BLOCKS)):
             setattr(self, f"layer{i + 1}", _stage(inplanes, planes, blocks, STRIDE[i], DILATION[i]))
-            inplanes = planes * Bottleneck.expansion
+            inplanes = planes * EXPANSION
         if weights is not None:
             self.load_state_dict(read_encoder_state(Path(weights), self.state_dict()))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

@@ -17,10 +17,13 @@ statistics; the trainer's eval() of a frozen ("shallow") encoder turns both off.
 """
 from __future__ import annotations
 
-from torchvision.models import EfficientNet, efficientnet_b0
+from typing import TYPE_CHECKING
 
 from zfutils.models.baseline_common import (ImagenetFile, features_cam_layer, features_encoder, imagenet_input,
                                             official_size_only, register_torchvision)
+
+if TYPE_CHECKING:
+    from torchvision.models import EfficientNet
 
 NAME = "efficientnet"
 FILE = "efficientnet_b0_rwightman-7f5810bc.pth"   # torchvision EfficientNet_B0_Weights.IMAGENET1K_V1
@@ -32,6 +35,8 @@ encoder_input, encoder, cam_layer, load_pretrained = imagenet_input, features_en
 
 def build_generator(*, width: float = 1.0, blocks: int | None = None) -> EfficientNet:
     """torchvision's efficientnet_b0 (random init, 1000-class head kept so ImageNet files load)."""
+    from torchvision.models import efficientnet_b0  # here: importing torchvision costs about 1.4 s per process
+
     official_size_only(NAME, width, blocks)
     return efficientnet_b0(weights=None)
 

@@ -22,10 +22,13 @@ statistics; the trainer's eval() of a frozen ("shallow") encoder turns both off.
 """
 from __future__ import annotations
 
-from torchvision.models import EfficientNet, efficientnet_v2_s
+from typing import TYPE_CHECKING
 
 from zfutils.models.baseline_common import (ImagenetFile, features_cam_layer, features_encoder, imagenet_input,
                                             official_size_only, register_torchvision)
+
+if TYPE_CHECKING:
+    from torchvision.models import EfficientNet
 
 NAME = "efficientnetv2"
 FAMILY = "embedding"
@@ -38,6 +41,8 @@ encoder_input, encoder, cam_layer, load_pretrained = imagenet_input, features_en
 
 def build_generator(*, width: float = 1.0, blocks: int | None = None) -> EfficientNet:
     """torchvision's efficientnet_v2_s (random init, 1000-class head kept so ImageNet files load)."""
+    from torchvision.models import efficientnet_v2_s  # here: importing torchvision costs about 1.4 s per process
+
     official_size_only(NAME, width, blocks)
     return efficientnet_v2_s(weights=None)
 

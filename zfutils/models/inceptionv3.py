@@ -29,13 +29,16 @@ trainer's eval() of a frozen ("shallow") encoder turns that off.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import Inception3, inception_v3
 
 from zfutils.models.baseline_common import ImagenetFile, official_size_only, register_torchvision
+
+if TYPE_CHECKING:
+    from torchvision.models import Inception3
 
 NAME = "inceptionv3"
 FILE = "inception_v3_google-0cc3c7bd.pth"   # torchvision Inception_V3_Weights.IMAGENET1K_V1
@@ -53,6 +56,8 @@ URL, CHECKPOINT_HINT, load_pretrained = WEIGHTS.url, WEIGHTS.hint, WEIGHTS.load
 def build_generator(*, width: float = 1.0, blocks: int | None = None) -> Inception3:
     """torchvision's inception_v3: random init (torchvision's truncated-normal scheme), no aux
     head, transform_input=False (see the module docstring), 1000-class fc kept so ImageNet files load."""
+    from torchvision.models import inception_v3  # here: importing torchvision costs about 1.4 s per process
+
     official_size_only(NAME, width, blocks)
     return inception_v3(weights=None, aux_logits=False, transform_input=False, init_weights=True)
 
