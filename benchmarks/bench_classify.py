@@ -30,7 +30,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported:
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -40,7 +39,6 @@ from benchmarks import measure
 from zfutils import config
 from zfutils.classification import build_classifier
 from zfutils.models import BACKBONES, get
-from zfutils.provenance import git_sha
 from zfutils.train.classify import ClassifierTrainer
 from zfutils.train.compute import Compute
 
@@ -165,39 +163,19 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(measure_row(backbone, size, device, steps=args.steps, batch=args.batch, warmup=args.warmup,
                                      threads=args.threads, overrides=config.overrides_from_args(args.overrides))))
         return
-    devices = ["cpu", "cuda"] if args.device == "all" and torch.cuda.is_available() else \
-        ["cpu"] if args.device == "all" else [args.device]
-    print(f"torch {torch.__version__}, {args.threads} torch threads, OMP_WAIT_POLICY=PASSIVE, "
-          f"devices: {', '.join(f'{d} ({measure.device_name(d)})' for d in devices)}", flush=True)
-    load_before = os.getloadavg()
-    rows = []
-    for device in devices:
-        for size in args.sizes:
-            for backbone in args.backbones:
-                rows.append(_run_one(args, backbone, size, device))
-                r = rows[-1]
-                print(f"  classify {backbone} {size} {device}: deep {r['deep_median_step_s']:.3f} s/step, "
-                      f"embed {r['embed_images_per_s']:.1f} img/s", file=sys.stderr, flush=True)
-    load_after = os.getloadavg()
+    devices = measure.devices_for(args.device)
+    rows, load = measure.sweep(args, _run_one, lambda r: f"classify {r['backbone']} {r['size']} {r['device']}: deep "
+                               f"{r['deep_median_step_s']:.3f} s/step, embed {r['embed_images_per_s']:.1f} img/s", devices)
     print(table(rows))
     print("deep: encoder + head forward, backward and AdamW step; shallow: head step on cached features; embed: "
           f"eval forward of {EMBED_BATCH} images, no grad. util %: FLOPs per step / median step time / fp32 matmul "
           "peak measured in the same process. peak MiB: CPU RSS high-water mark (CUDA: max_memory_allocated) after "
           "the deep steps; step MiB: what they add")
-    print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}")
-    result = {
-        "machine": measure.machine_info(devices),
-        "settings": {"backbones": args.backbones, "sizes": args.sizes, "devices": devices, "steps": args.steps,
-                     "default_steps": DEFAULT_STEPS, "shallow_steps": SHALLOW_STEPS, "warmup": args.warmup,
-                     "batch": args.batch, "cpu_paper_batch": CPU_PAPER_BATCH, "embed_batch": EMBED_BATCH,
-                     "threads": args.threads, "overrides": args.overrides, "omp_wait_policy": "PASSIVE",
-                     "weights": "random", "one_process_per_row": True},
-        "load_average": {"before": load_before, "after": load_after},
-        "git_sha": git_sha(), "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    measure.write_result(args.out, devices=devices, load=load, rows=rows, settings={
+        "backbones": args.backbones, "sizes": args.sizes, "devices": devices, "steps": args.steps,
+        "default_steps": DEFAULT_STEPS, "shallow_steps": SHALLOW_STEPS, "warmup": args.warmup, "batch": args.batch,
+        "cpu_paper_batch": CPU_PAPER_BATCH, "embed_batch": EMBED_BATCH, "threads": args.threads,
+        "overrides": args.overrides, "omp_wait_policy": "PASSIVE", "weights": "random", "one_process_per_row": True})
 
 
 if __name__ == "__main__":

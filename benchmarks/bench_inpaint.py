@@ -23,17 +23,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported:
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from benchmarks.measure import (Memory, batch_for, cell, device_name, machine_info, matmul_peak,
-                                parse_row_args, row_parser, run_row, run_steps, step_fields)
+from benchmarks.measure import (Memory, batch_for, cell, devices_for, matmul_peak, parse_row_args, row_parser,
+                                run_row, run_steps, step_fields, sweep, write_result)
 from zfutils import config
 from zfutils.models import BACKBONES, get
-from zfutils.provenance import git_sha
 from zfutils.train.compute import Compute
 from zfutils.train.inpaint import InpaintTrainer
 from zfutils.train.recipe import LossRecipe
@@ -155,19 +153,9 @@ def main(argv: list[str] | None = None) -> None:
                       threads=args.threads, overrides=config.overrides_from_args(args.overrides))
         print(json.dumps(row))
         return
-    devices = ["cpu", "cuda"] if args.device == "all" and torch.cuda.is_available() else \
-        ["cpu"] if args.device == "all" else [args.device]
-    print(f"torch {torch.__version__}, {args.threads} torch threads, OMP_WAIT_POLICY=PASSIVE, "
-          f"devices: {', '.join(f'{d} ({device_name(d)})' for d in devices)}", flush=True)
-    load_before = os.getloadavg()
-    rows = []
-    for device in devices:
-        for size in args.sizes:
-            for backbone in args.backbones:
-                rows.append(_run_one(args, backbone, size, device))
-                r = rows[-1]
-                print(f"  {backbone} {size} {device}: {r['median_step_s']:.3f} s/step", file=sys.stderr, flush=True)
-    load_after = os.getloadavg()
+    devices = devices_for(args.device)
+    rows, load = sweep(args, _run_one, lambda r: f"{r['backbone']} {r['size']} {r['device']}: "
+                       f"{r['median_step_s']:.3f} s/step", devices)
     print(_table(rows))
     print("s/step: median wall time of one D update + one G update (after warm-up); img/s = batch / s/step; "
           "util %: GFLOP/step (flop_counter, forward + backward) / s/step / fp32 matmul peak of the same process")
@@ -176,19 +164,11 @@ def main(argv: list[str] | None = None) -> None:
     if any(r["device"] == "cpu" and r["size"] == "paper" and r["batch"] != 8 for r in rows):
         print(f"paper on CPU runs at batch {CPU_PAPER_BATCH}, not the preset's 8, to keep the default run short "
               "(batch 8: about 4x the time and the activation memory); --batch 8 to measure it")
-    print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}")
-    result = {
-        "machine": machine_info(devices),
-        "settings": {"backbones": args.backbones, "sizes": args.sizes, "devices": devices, "steps": args.steps,
-                     "default_steps": DEFAULT_STEPS, "warmup": args.warmup, "batch": args.batch,
-                     "cpu_paper_batch": CPU_PAPER_BATCH, "threads": args.threads, "overrides": args.overrides,
-                     "omp_wait_policy": "PASSIVE", "missing_weights": "drop", "one_process_per_row": True},
-        "load_average": {"before": load_before, "after": load_after},
-        "git_sha": git_sha(), "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, devices=devices, load=load, rows=rows, settings={
+        "backbones": args.backbones, "sizes": args.sizes, "devices": devices, "steps": args.steps,
+        "default_steps": DEFAULT_STEPS, "warmup": args.warmup, "batch": args.batch, "cpu_paper_batch": CPU_PAPER_BATCH,
+        "threads": args.threads, "overrides": args.overrides, "omp_wait_policy": "PASSIVE",
+        "missing_weights": "drop", "one_process_per_row": True})
 
 
 if __name__ == "__main__":

@@ -18,26 +18,18 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 
 import argparse
 import json
-import platform
-import subprocess
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from benchmarks.measure import machine_info
 from zfutils import localfeatures as lf
 from zfutils.data.synth import SynthSpec, iter_samples
+from zfutils.provenance import git_sha
 
 RESULTS = Path(__file__).resolve().parent / "results" / "localfeatures.json"
-
-
-def _git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True)
-        return out.stdout.strip() or None
-    except OSError:
-        return None
 
 
 def run(samples: list[dict], method: str, region: str | None) -> dict:
@@ -86,8 +78,8 @@ def main() -> None:
                   f" {row['gallery_ms_per_image']:6.1f} ms/gallery image, {row['ms_per_query']:7.1f} ms/query"
                   f" (against {row['gallery_per_query']:.0f}; {row['ms_per_match']:.2f} ms/match),"
                   f" top1 {row['top1']:.3f}, mAP {row['mAP']:.3f}")
-    result = {"rows": rows, "threads": 1, "opencv": cv2.__version__, "python": platform.python_version(),
-              "numpy": np.__version__, "machine": platform.machine(), "git_sha": _git_sha()}
+    result = {"rows": rows, "threads": 1, "opencv": cv2.__version__, "numpy": np.__version__,
+              "machine": machine_info(), "git_sha": git_sha()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

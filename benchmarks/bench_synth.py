@@ -15,15 +15,15 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 
 import argparse
 import json
-import platform
-import subprocess
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.measure import machine_info
 from zfutils.data.synth import SynthSpec, make_individuals, make_sessions, render_sample
+from zfutils.provenance import git_sha
 
 try:
     from threadpoolctl import threadpool_limits
@@ -31,14 +31,6 @@ except ImportError:  # the environment variables above already pin the thread po
     threadpool_limits = None
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synth.json"
-
-
-def _git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True)
-        return out.stdout.strip() or None
-    except OSError:
-        return None
 
 
 def run(size: int, n: int, individuals: int, family: str, seed: int) -> dict:
@@ -65,8 +57,7 @@ def run(size: int, n: int, individuals: int, family: str, seed: int) -> dict:
         "session_setup_seconds": round(t_setup, 4),
         "render_images_per_second": round(len(jobs) / t_render, 1),
         "render_ms_per_image": round(1000 * t_render / len(jobs), 3),
-        "threads": 1, "python": platform.python_version(), "numpy": np.__version__,
-        "machine": platform.machine(), "git_sha": _git_sha(),
+        "threads": 1, "numpy": np.__version__, "machine": machine_info(), "git_sha": git_sha(),
     }
 
 

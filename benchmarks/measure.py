@@ -281,3 +281,40 @@ def run_row(module: str, args, backbone: str, size: str, device: str, cpu_paper_
         raise RuntimeError(f"measuring {backbone} {size} {device} failed:\n{out.stderr[-3000:]}")
     row = json.loads(out.stdout.strip().splitlines()[-1])
     return {**row, "process_seconds": round(time.perf_counter() - start, 1)}
+
+
+def devices_for(choice: str) -> list[str]:
+    """--device: `all` is the CPU, and CUDA where torch sees a GPU; anything else is that device."""
+    if choice != "all":
+        return [choice]
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+def sweep(args, run_one: Callable[..., dict], progress: Callable[[dict], str], devices: list[str]) -> tuple[list, dict]:
+    """Every device x size x backbone row, each measured by `run_one(args, backbone, size, device)`
+    (a fresh process), with a progress line per row on stderr; returns the rows and the 1-minute
+    load average before and after, which says whether the machine was quiet."""
+    print(f"torch {torch.__version__}, {args.threads} torch threads, OMP_WAIT_POLICY=PASSIVE, "
+          f"devices: {', '.join(f'{d} ({device_name(d)})' for d in devices)}", flush=True)
+    before, rows = os.getloadavg(), []
+    for device in devices:
+        for size in args.sizes:
+            for backbone in args.backbones:
+                rows.append(run_one(args, backbone, size, device))
+                print(f"  {progress(rows[-1])}", file=sys.stderr, flush=True)
+    return rows, {"before": before, "after": os.getloadavg()}
+
+
+def write_result(out: Path, *, devices: list[str], settings: dict, load: dict, rows: list[dict]) -> None:
+    """A benchmark's JSON: the machine, the settings, the load average around the sweep, the
+    commit and the rows."""
+    import json
+
+    from zfutils.provenance import git_sha
+
+    print(f"load average (1 min) before {load['before'][0]:.2f}, after {load['after'][0]:.2f}")
+    result = {"machine": machine_info(devices), "settings": settings, "load_average": load, "git_sha": git_sha(),
+              "rows": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
