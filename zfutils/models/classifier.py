@@ -17,7 +17,7 @@ moves per step. The default neck, `standardize`, is a fixed per-dimension standa
 the mean and variance of the training images' pooled vectors (a batch norm without affine
 weights kept in eval mode, so training and evaluation see the same transform; its statistics
 are estimated by the trainer before training and after every deep epoch, as the BNNeck of
-re-identification practice). `layernorm` standardises each pooled vector on its own: it keeps
+re-identification practice; its variance floor is relative, see Standardize). `layernorm` standardises each pooled vector on its own: it keeps
 the large mean profile every image shares and scales the differences between images down
 (with a randomly initialised AOT-GAN encoder a logistic regression reaches 0.19 test accuracy
 on 6 fish after it, 0.31 after per-dimension standardisation), which left stage 03's heads at
@@ -35,8 +35,28 @@ from zfutils.models.registry import Backbone
 
 HEADS = ("linear", "arcface", "arcface_dynamic")
 NECKS = ("standardize", "layernorm", "none")
-# pooled features of some encoders vary by 1e-4 (variance 1e-8): batch norm's default eps (1e-5) would flatten them
-STANDARDIZE_EPS = 1e-12
+
+
+class Standardize(nn.BatchNorm1d):
+    """Per-dimension standardisation with fixed statistics (a batch norm's running mean and
+    variance, no affine weights), whose variance floor is relative: a fraction `floor` of the
+    mean variance over dimensions. An absolute eps cannot serve every encoder: pooled features
+    of some vary by 1e-4 (variance 1e-8), which batch norm's default eps (1e-5) flattens, while a
+    tiny eps amplifies a dimension that was dead (variance 0) on the calibration images by
+    orders of magnitude: InceptionV3's ReLU channels dead in eval mode come alive in deep
+    training's train-mode batch norm, and a 1e-12 eps turned them into logits of 1e6.
+    Train mode only accumulates statistics (zfutils.train.batchnorm.recalibrate)."""
+
+    def __init__(self, dim: int, floor: float = 1e-3):
+        super().__init__(dim, eps=1e-12, affine=False)
+        self.floor = floor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return super().forward(x)
+        var = self.running_var
+        scale = torch.rsqrt(var + self.floor * var.mean() + torch.finfo(var.dtype).tiny)
+        return (x - self.running_mean) * scale
 
 
 class Classifier(nn.Module):
@@ -50,7 +70,7 @@ class Classifier(nn.Module):
             raise ValueError(f"unknown classification neck '{neck}'; known necks: {', '.join(NECKS)}")
         if pooling not in POOLINGS:
             raise ValueError(f"unknown classification pooling '{pooling}'; known poolings: {', '.join(POOLINGS)}")
-        self.neck = {"standardize": lambda: nn.BatchNorm1d(embed_dim, eps=STANDARDIZE_EPS, affine=False),
+        self.neck = {"standardize": lambda: Standardize(embed_dim),
                      "layernorm": lambda: nn.LayerNorm(embed_dim, elementwise_affine=False),
                      "none": nn.Identity}[neck]()
         self.backbone_name = backbone.name
