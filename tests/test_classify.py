@@ -111,6 +111,8 @@ def test_evaluate_and_best_checkpoint(tiny, tmp_path):
                                 lr_head=1e-2, lr_encoder=1e-3, seed=0, stamp="t")
     summary = trainer.fit(train, val, n_classes=3)
     assert trainer.best_path.is_file() and summary["best_epoch"] in (1, 2)
+    best, last = (torch.load(p, weights_only=False) for p in (trainer.best_path, trainer.last_path))
+    assert "optimizer" in last and not {"optimizer", "rng"} & set(best)  # best.pt: the weights later stages read
     result = trainer.evaluate(val, n_classes=3)
     truth, pred, _ = trainer.predict(val)
     assert result["accuracy"] == pytest.approx(float(np.mean(truth == pred)))

@@ -56,6 +56,9 @@ def test_fit_writes_log_checkpoints_and_table3(tmp_path, sets):
     vals = [r for r in records if r["kind"] == "val"]
     assert len(vals) == 2 and math.isclose(min(r["val_g_loss"] for r in vals), summary["best_val_g_loss"])
     assert trainer.last_path.is_file() and trainer.best_path.is_file()
+    best, last = (torch.load(p, weights_only=False) for p in (trainer.best_path, trainer.last_path))
+    assert {"opt_g", "opt_d"} <= set(last) and not {"opt_g", "opt_d", "rng"} & set(best)  # best.pt: weights only
+    assert best["generator"].keys() == last["generator"].keys()
 
 
 def test_resume_gives_the_identical_next_step_loss(tmp_path, sets):

@@ -126,11 +126,15 @@ class InpaintTrainer(Resumable):
         return total / max(n, 1)
 
     # --- checkpoints ---------------------------------------------------------------------
-    def _payload(self) -> dict:
-        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "state": dict(self.state),
-                "rng": rng_state(), "stamp": self.stamp, "backbone": self.backbone.name,
-                "loss_terms": self.recipe.terms()}
+    def _payload(self, resumable: bool = True) -> dict:
+        """What a checkpoint holds; `best.pt` is read for its weights alone (later stages), so it
+        leaves out the optimizers' state (Adam: twice the weights)."""
+        payload = {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
+                   "state": dict(self.state), "stamp": self.stamp, "backbone": self.backbone.name,
+                   "loss_terms": self.recipe.terms()}
+        if not resumable:
+            return payload
+        return {**payload, "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng_state()}
 
     def resume(self) -> bool:
         """Continue from last.pt when it belongs to this config; returns whether it did."""
@@ -147,7 +151,7 @@ class InpaintTrainer(Resumable):
     def _maybe_best(self, val_loss: float) -> None:
         if val_loss < self.state["best_val"]:
             self.state.update(best_val=val_loss, best_iteration=self.state["iteration"], best_epoch=self.state["epoch"])
-            save_atomic(self._payload(), self.best_path)
+            save_atomic(self._payload(resumable=False), self.best_path)
 
     # --- the loop ------------------------------------------------------------------------
     def fit(self, train_set, val_set) -> dict:
