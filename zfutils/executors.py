@@ -1,6 +1,10 @@
 """Where the pipeline's jobs (stage x backbone) run.
 
-- `local` (default): in this process, one after another.
+- `local` (default): on this machine, one after another; with `pipeline.workers: N` (N > 1), N
+  jobs of a stage at once, each notebook kernel with cores // N threads. Most of a small job is
+  single-threaded (a fresh kernel importing torch, scikit-learn and OpenCV: about 5 s; figures),
+  so N kernels with fewer threads each finish a stage sooner than one kernel with every thread,
+  without oversubscribing the cores (the threads are split, never multiplied).
 - `submitit-local`: each job in its own process on this machine, through submitit: the cluster
   fan-out without a cluster (to try it, or to use several GPUs of one machine).
 - `slurm`: each job a SLURM job, through submitit, with the parameters of `pipeline.cluster`.
@@ -13,9 +17,13 @@ slowest backbone before the next stage starts.
 """
 from __future__ import annotations
 
+import logging
 import math
+import multiprocessing
+import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterator
 
 EXECUTORS = ("local", "submitit-local", "slurm")
@@ -72,7 +80,10 @@ def get(name: str, cfg: dict, folder) -> Callable[[Wave], Iterator]:
     """The executor `name`: a function that runs a wave and yields each job's stamp (or None) in
     order. Fails here, before anything runs, when the executor cannot work."""
     if name == "local":
-        return run_local
+        workers = int(cfg["pipeline"]["workers"])
+        if workers < 1:
+            raise ExecutorError(f"pipeline.workers must be at least 1, not {workers}")
+        return run_local if workers == 1 else LocalWorkers(workers)
     if name not in EXECUTORS:
         raise ExecutorError(f"unknown executor '{name}'; known executors: {', '.join(EXECUTORS)}")
     if name == "slurm" and shutil.which("sbatch") is None:
@@ -93,6 +104,58 @@ def run_local(wave: Wave) -> Iterator:
         stamp, _ = work()
         announce(job, f": {job.status} {job.message}")
         yield stamp
+
+
+# libraries that size their thread pools from these at start-up: torch (OpenMP), numpy and scikit-learn
+# (BLAS), UMAP (numba), OpenCV's SIFT and RANSAC (its pthreads pool ignores OMP_NUM_THREADS)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
+                    "OPENCV_FOR_THREADS_NUM")
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """The cores shared out: every worker's kernel gets cores // workers threads (at least one)."""
+    return max(1, (cores or os.cpu_count() or 1) // workers)
+
+
+def _start_worker(threads: int, log_file: str | None) -> None:
+    """In each worker process: the thread limits its notebook kernels inherit, and the pipeline log."""
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if log_file:
+        logging.basicConfig(filename=log_file, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+
+class LocalWorkers:
+    """A wave's jobs in `workers` processes of this machine at once (see the module docstring);
+    results come back in the wave's order. Processes are spawned afresh for every wave, so a
+    worker never carries state from one stage to the next."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.threads = threads_per_worker(workers)
+
+    def __call__(self, wave: Wave) -> Iterator:
+        if not wave:
+            return
+        log_file = next((h.baseFilename for h in logging.getLogger().handlers
+                         if isinstance(h, logging.FileHandler)), None)
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(wave)), initializer=_start_worker,
+                                 initargs=(self.threads, log_file),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            running = []
+            for job, work in wave:
+                running.append((job, pool.submit(work)))
+                announce(job, f" ... ({self.workers} at once, {self.threads} thread(s) each)")
+            for job, future in running:
+                try:
+                    stamp, remote = future.result()
+                    job.status, job.seconds, job.message = remote.status, remote.seconds, remote.message
+                except Exception as err:  # the worker process itself died (memory, a signal)
+                    stamp, job.status = None, "failed"
+                    job.message = f"local worker failed: {_last_line(err)}"[:200]
+                announce(job, f": {job.status} {job.message}")
+                yield stamp
 
 
 class SubmititWaves:

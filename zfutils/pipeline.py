@@ -91,9 +91,9 @@ def select(stages: list[StageNotebook], names: list[str] | None) -> list[StageNo
 
 def stamp(cfg: dict, notebook: Path, upstream: list[str]) -> str:
     """Changes whenever the resolved config, the notebook or an earlier stage's stamp changes;
-    where jobs run (`pipeline.cluster`) changes no result, so it is left out."""
+    where jobs run (`pipeline.cluster`, `pipeline.workers`) changes no result, so it is left out."""
     h = hashlib.sha256()
-    cfg = {**cfg, "pipeline": {k: v for k, v in cfg["pipeline"].items() if k != "cluster"}}
+    cfg = {**cfg, "pipeline": {k: v for k, v in cfg["pipeline"].items() if k not in ("cluster", "workers")}}
     h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
     h.update(notebook.read_bytes())
     for s in upstream:
@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. data.image_size=96")
     parser.add_argument("--force", action="store_true", help="rerun stages that are up to date")
     parser.add_argument("--executor", default="local", choices=executors.EXECUTORS,
-                        help="local: here, one job after another (default); submitit-local: each job its own process "
+                        help="local: here, one job after another, or pipeline.workers at once (default); "
+                             "submitit-local: each job its own process "
                              "on this machine; slurm: each job a SLURM job (parameters: pipeline.cluster)")
     args = parser.parse_args(argv)
     try:
