@@ -60,4 +60,5 @@ def test_workers_below_one_is_a_clear_error():
     cfg = config.resolve("smoke", None, {"pipeline.workers": 0})
     with pytest.raises(executors.ExecutorError, match="pipeline.workers must be at least 1, not 0"):
         executors.get("local", cfg, None)
-    assert executors.get("local", config.resolve("smoke"), None) is executors.run_local
+    assert executors.get("local", config.resolve("smoke", None, {"pipeline.workers": 1}), None) is executors.run_local
+    assert isinstance(executors.get("local", config.resolve("smoke"), None), executors.LocalWorkers)  # the preset's 2

@@ -146,7 +146,7 @@ class LocalWorkers:
             running = []
             for job, work in wave:
                 running.append((job, pool.submit(work)))
-                announce(job, f" ... ({self.workers} at once, {self.threads} thread(s) each)")
+                announce(job, f" queued ({self.workers} at once, {self.threads} thread(s) each)")
             for job, future in running:
                 try:
                     stamp, remote = future.result()
