@@ -150,7 +150,7 @@ def test_shallow_mode_trains_the_head_on_features_computed_once(tiny, tmp_path):
 
 def test_standardize_bounds_a_dimension_that_was_dead_on_the_calibration_images():
     """Deep training's train-mode batch norm wakes channels that were dead in eval mode; an
-    absolute eps of 1e-12 turned such a dimension into logits of 1e6 (InceptionV3)."""
+    absolute eps of 1e-12 scaled such a dimension to 2e6 (InceptionV3; batch losses of 2e4)."""
     from zfutils.models.classifier import Standardize
 
     neck = Standardize(3)

@@ -17,11 +17,11 @@ moves per step. The default neck, `standardize`, is a fixed per-dimension standa
 the mean and variance of the training images' pooled vectors (a batch norm without affine
 weights kept in eval mode, so training and evaluation see the same transform; its statistics
 are estimated by the trainer before training and after every deep epoch, as the BNNeck of
-re-identification practice; its variance floor is relative, see Standardize). `layernorm` standardises each pooled vector on its own: it keeps
-the large mean profile every image shares and scales the differences between images down
-(with a randomly initialised AOT-GAN encoder a logistic regression reaches 0.19 test accuracy
-on 6 fish after it, 0.31 after per-dimension standardisation), which left stage 03's heads at
-chance. `none` is the study's head.
+re-identification practice; its variance floor is relative, see Standardize). `layernorm`
+standardises each pooled vector on its own: it keeps the large mean profile every image shares
+and scales the differences between images down (with a randomly initialised AOT-GAN encoder a
+logistic regression reaches 0.19 test accuracy on 6 fish after it, 0.31 after per-dimension
+standardisation), which left stage 03's heads at chance. `none` is the study's head.
 Embeddings for retrieval and clustering are the pooled features before the neck.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Standardize(nn.BatchNorm1d):
     of some vary by 1e-4 (variance 1e-8), which batch norm's default eps (1e-5) flattens, while a
     tiny eps amplifies a dimension that was dead (variance 0) on the calibration images by
     orders of magnitude: InceptionV3's ReLU channels dead in eval mode come alive in deep
-    training's train-mode batch norm, and a 1e-12 eps turned them into logits of 1e6.
+    training's train-mode batch norm, and a 1e-12 eps scaled them to 2e6 (batch losses of 2e4).
     Train mode only accumulates statistics (zfutils.train.batchnorm.recalibrate)."""
 
     def __init__(self, dim: int, floor: float = 1e-3):
