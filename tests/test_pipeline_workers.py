@@ -46,8 +46,17 @@ def test_workers_run_a_stage_at_once_with_the_cores_shared_out(timed_stages, cap
     assert "2 at once" in capsys.readouterr().out
 
     # where a job ran is not part of its stamp: one at a time, everything is up to date
-    again = pipeline.run("smoke", ["aotgan", "efficientnet"], notebooks_dir=timed_stages)
+    again = pipeline.run("smoke", ["aotgan", "efficientnet"], overrides={"pipeline.workers": 1},
+                         notebooks_dir=timed_stages)
     assert set(_statuses(again).values()) == {"skipped"}
+
+    # a wave of one job gets every core
+    shared = pipeline.run("smoke", ["aotgan"], stage_names=["01"], overrides={"pipeline.workers": 2, "seed": 1},
+                          notebooks_dir=timed_stages)
+    assert _statuses(shared) == {("01_each", "aotgan"): "done"}
+    every = str(executors.threads_per_worker(1))
+    assert json.loads((paths.stage_dir("smoke", "01_each", "aotgan") / "metrics.json").read_text())["threads"] == {
+        "OMP_NUM_THREADS": every, "OPENCV_FOR_THREADS_NUM": every}
 
 
 def test_threads_per_worker_share_the_cores_out():

@@ -133,20 +133,20 @@ class LocalWorkers:
 
     def __init__(self, workers: int):
         self.workers = workers
-        self.threads = threads_per_worker(workers)
 
     def __call__(self, wave: Wave) -> Iterator:
         if not wave:
             return
+        workers = min(self.workers, len(wave))  # a wave of one job (data, report) gets every core
+        threads = threads_per_worker(workers)
         log_file = next((h.baseFilename for h in logging.getLogger().handlers
                          if isinstance(h, logging.FileHandler)), None)
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(wave)), initializer=_start_worker,
-                                 initargs=(self.threads, log_file),
+        with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(threads, log_file),
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
             running = []
             for job, work in wave:
                 running.append((job, pool.submit(work)))
-                announce(job, f" queued ({self.workers} at once, {self.threads} thread(s) each)")
+                announce(job, f" queued ({workers} at once, {threads} thread(s) each)")
             for job, future in running:
                 try:
                     stamp, remote = future.result()
