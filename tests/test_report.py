@@ -54,11 +54,17 @@ def test_write_builds_tables_from_stage_metrics(tmp_path, monkeypatch):
     mode = {"init": {"init": "inpainting"}, "test": {"accuracy": 0.7, "macro_recall": 0.7, "macro_f1": 0.6},
             "retrieval": {"test": {"top1": 0.5, "top5": 0.9, "mAP": 0.4}, "open": {"top1": 0.3, "top5": 0.8, "mAP": 0.3}},
             "history": [{"cam_pattern": 0.6, "cam_fish_outside_pattern": 0.3, "cam_background": 0.1}]}
-    d3.joinpath("metrics.json").write_text(json.dumps({"shallow": mode, "deep": mode, "chance": 1 / 6,
+    session_bound = {**mode, "retrieval": {**mode["retrieval"], "test": {
+        "top1": 0.1, "top5": 0.6, "mAP": 0.2, "top1_same_session": 0.9, "same_session_chance": 0.15}}}
+    d3.joinpath("metrics.json").write_text(json.dumps({"shallow": mode, "deep": session_bound, "chance": 1 / 6,
                                                        "leakage": {"random": 0.9, "session": 0.7}}))
     found = report.write(cfg, ["lama", "aotgan"])
     names = {t.name for t in found}
-    assert {"table1_ablation_deep", "table2_ablation_shallow", "classification", "retrieval", "pattern_focus", "leakage"} <= names
+    assert {"table1_ablation_deep", "table2_ablation_shallow", "classification", "retrieval", "pattern_focus", "leakage",
+            "session_shortcut"} <= names
+    shortcut = pd.read_csv(paths.figures_dir("smoke") / "session_shortcut.csv", index_col=0)
+    assert len(shortcut) == 1  # only the deep row's metrics carry sessions
+    assert shortcut.iloc[0].to_dict() == {"top-1 from own session": 0.9, "chance": 0.15, "top-1 same individual": 0.1}
     table1 = pd.read_csv(paths.figures_dir("smoke") / "table1_ablation_deep.csv", index_col=0)
     assert table1.loc["lama", "pattern_only"] == 0.8
     md = (paths.figures_dir("smoke") / "table1_ablation_deep.md").read_text()

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from zfutils.retrieval import cmc_curve, query_ranks, retrieval_metrics
+from zfutils.retrieval import cmc_curve, query_ranks, retrieval_metrics, session_neighbours, summarize_sessions
 
 # Six points on a line at 0, 1, 3, 4, 7, 10, ranked by euclidean distance (integers: ties are exact).
 X = np.array([[0.0], [1.0], [3.0], [4.0], [7.0], [10.0]])
@@ -25,6 +25,10 @@ SESSIONS = ["s1", "s1", "s2", "s2", "s2", "s2"]
 #   q3: keeps 0 and 1 (other session) and B of its own session as negatives -> as before, AP 5/12
 #   q2, q4, q5: every other B shares their session -> skipped (3 of them)
 # top1 = 0/3, top3 = 3/3, mAP = (1/2 + 1/2 + 5/12)/3 = 17/36
+# Nearest gallery image and its session (the scored queries 0, 1, 3):
+#   q0, q1 (s1): gallery 2 3 4 5, all s2; nearest 2 (s2)   -> not own session, chance 0/4
+#   q3 (s2):     gallery 0 1 2 4 5 (s1 s1 s2 s2 s2); nearest 2 (s2) -> own session, chance 3/5
+# top1_same_session = 1/3, same_session_chance = (0 + 0 + 3/5)/3 = 1/5
 
 
 def test_hand_computed_line_without_sessions():
@@ -41,7 +45,8 @@ def test_hand_computed_line_with_sessions():
     assert first.tolist() == [1, 1, -1, 2, -1, -1]
     assert ap[[0, 1, 3]] == pytest.approx([1 / 2, 1 / 2, 5 / 12]) and np.isnan(ap[[2, 4, 5]]).all()
     m = retrieval_metrics(X, IDS, SESSIONS, ks=(1, 3), metric="euclidean")
-    assert m == pytest.approx({"top1": 0.0, "top3": 1.0, "mAP": 17 / 36, "n_queries": 3, "n_skipped": 3})
+    assert m == pytest.approx({"top1": 0.0, "top3": 1.0, "mAP": 17 / 36, "n_queries": 3, "n_skipped": 3,
+                               "top1_same_session": 1 / 3, "same_session_chance": 1 / 5})
     assert cmc_curve(X, IDS, SESSIONS, max_rank=3, metric="euclidean") == pytest.approx([0, 2 / 3, 1])
 
 
@@ -108,3 +113,29 @@ def test_queries_mask_asks_only_the_marked_images():
     # query 0 ranks 0.1(a) 0.2(b) 1.0(b) 1.1(b) 5.0(a): AP = (1/1 + 2/5) / 2 = 0.7
     # query 3 ranks 1.1(b) 0.2(b) 0.1(a) 0.0(a) 5.0(a): AP = (1/1 + 2/2) / 2 = 1
     assert abs(out["mAP"] - (0.7 + 1.0) / 2) < 1e-12
+
+
+def test_session_neighbours_by_hand():
+    # Rows: queries in sessions a, b, a; columns: gallery sessions a a b b. Query 0 may not see
+    # column 0; query 2 sees nothing.
+    score = np.array([[9.0, 1.0, 2.0, 0.5], [0.0, 3.0, 1.0, 3.0], [1.0, 2.0, 3.0, 4.0]])
+    excluded = np.array([[True, False, False, False], [False] * 4, [True] * 4])
+    same, chance = session_neighbours(score, excluded, ["a", "b", "a"], ["a", "a", "b", "b"])
+    # q0: nearest allowed is column 2 (b): not its session; its gallery 1 2 3 holds one of a.
+    # q1: columns 1 and 3 tie at 3.0, the lower index (1, session a) wins: not its session; 2 of 4 in b.
+    assert same[:2].tolist() == [0.0, 0.0] and chance[:2] == pytest.approx([1 / 3, 2 / 4])
+    assert np.isnan(same[2]) and np.isnan(chance[2])
+    assert summarize_sessions(same, chance, np.array([0, 3, 0])) == pytest.approx(
+        {"top1_same_session": 0.0, "same_session_chance": (1 / 3 + 1 / 2) / 2})
+
+
+def test_session_encoder_scores_its_session():
+    # Embeddings that hold only the session: every scored query's nearest image is a session-mate.
+    rng = np.random.default_rng(0)
+    sessions = np.repeat(np.arange(4), 6)
+    ids = np.tile(np.arange(3), 8)
+    emb = np.eye(4)[sessions] + 1e-3 * rng.normal(size=(24, 4))
+    m = retrieval_metrics(emb, ids, sessions)
+    assert m["top1_same_session"] == 1.0 and m["top1"] == 0.0
+    # each fish is twice in a session: the query and its session twin leave, 4 session-mates among 22 stay
+    assert m["same_session_chance"] == pytest.approx(4 / 22)

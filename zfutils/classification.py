@@ -259,10 +259,11 @@ def test_table(results: dict[str, dict], backbone: str, chance: float) -> pd.Dat
 
 
 def retrieval_table(results: dict[str, dict], backbone: str) -> pd.DataFrame:
-    """Leave-one-out top-k and mAP of each mode's embeddings: test split and unseen individuals."""
+    """Leave-one-out top-k and mAP of each mode's embeddings: test split and unseen individuals;
+    with sessions also the share of top-1 neighbours from the query's own session and its chance."""
     rows = []
     for mode, r in results.items():
         for split, m in r["retrieval"].items():
             rows.append({"backbone": backbone, "mode": mode, "split": "test" if split == "test" else "open (unseen)",
-                         **{k: v for k, v in m.items() if k.startswith("top") or k in ("mAP", "n_queries")}})
+                         **{k: v for k, v in m.items() if k.startswith("top") or k in ("mAP", "n_queries", "same_session_chance")}})
     return pd.DataFrame(rows).set_index(["backbone", "mode", "split"])

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from zfutils.retrieval import ranks_from_scores, summarize_ranks
+from zfutils.retrieval import ranks_from_scores, session_neighbours, summarize_ranks, summarize_sessions
 
 METHODS = ("sift", "orb")
 #: geometric model -> minimal sample size (points) of its RANSAC
@@ -343,6 +343,12 @@ def similarity_query_ranks(similarity, identities, sessions=None, queries=None) 
     """zfutils.retrieval.query_ranks from a precomputed similarity (higher = more alike) instead
     of embeddings, with its exclusion and tie rules: `similarity` is N x N over all images, or
     (number of queries) x N with rows in the order of the images that `queries` marks."""
+    score, positive, excluded, _ = _similarity_pairs(similarity, identities, sessions, queries)
+    return ranks_from_scores(score, positive, excluded)
+
+
+def _similarity_pairs(similarity, identities, sessions, queries):
+    """The checked query x image scores, positive and excluded pairs, and the asking indices."""
     ids = _codes(identities)
     n = len(ids)
     asking = _asking(queries, n)
@@ -355,12 +361,19 @@ def similarity_query_ranks(similarity, identities, sessions=None, queries=None) 
         raise ValueError("similarity holds NaN or inf")
     excluded = excluded_pairs(identities, sessions, queries)
     positive = (ids[asking, None] == ids[None, :]) & ~excluded
-    return ranks_from_scores(score, positive, excluded)
+    return score, positive, excluded, asking
 
 
 def similarity_retrieval_metrics(similarity, identities, sessions=None, ks=(1, 5), queries=None) -> dict:
-    """zfutils.retrieval.retrieval_metrics (top-k, mAP, n_queries, n_skipped) from a similarity."""
-    return summarize_ranks(*similarity_query_ranks(similarity, identities, sessions, queries), ks)
+    """zfutils.retrieval.retrieval_metrics (top-k, mAP, n_queries, n_skipped; with sessions the
+    same-session share of top-1 neighbours and its chance) from a similarity."""
+    score, positive, excluded, asking = _similarity_pairs(similarity, identities, sessions, queries)
+    first, ap = ranks_from_scores(score, positive, excluded)
+    out = summarize_ranks(first, ap, ks)
+    if sessions is None:
+        return out
+    sess = _codes(sessions)
+    return {**out, **summarize_sessions(*session_neighbours(score, excluded, sess[asking], sess), first)}
 
 
 def _codes(labels) -> np.ndarray:

@@ -214,7 +214,7 @@ def _open_caveat(cfg: dict) -> str:
 
 
 def _classification_tables(m03: dict, note: str, open_unseen: bool = False) -> list[Table]:
-    cls, ret, focus, leak = {}, {}, {}, {}
+    cls, ret, focus, leak, shortcut = {}, {}, {}, {}, {}
     for b, m in m03.items():
         label = _label(b, m03)
         for mode in ("shallow", "deep", MATCHING):
@@ -227,6 +227,10 @@ def _classification_tables(m03: dict, note: str, open_unseen: bool = False) -> l
             for split, name in (("test", "known, gallery"), ("open", held_out)):
                 got = r["retrieval"].get(split, {})
                 ret[row] = {**ret.get(row, {}), **{f"{k} ({name})": got.get(k) for k in ("top1", "top5", "mAP")}}
+            known = r["retrieval"].get("test", {})
+            if known.get("top1_same_session") is not None:
+                shortcut[row] = {"top-1 from own session": known["top1_same_session"],
+                                 "chance": known.get("same_session_chance"), "top-1 same individual": known.get("top1")}
             last = r["history"][-1] if r["history"] else {}
             focus[row] = {"pattern": last.get("cam_pattern"), "fish outside pattern": last.get("cam_fish_outside_pattern"),
                           "background": last.get("cam_background")}
@@ -245,6 +249,13 @@ def _classification_tables(m03: dict, note: str, open_unseen: bool = False) -> l
                  f"{note} Fixed validation images; shares of pattern, rest of the fish and background add up to 1. "
                  "For matching methods: where the verified matches' keypoints lie, against the best image of the "
                  "same individual.")]
+    if shortcut:
+        out.append(Table("session_shortcut", "Session shortcut: how often the nearest image is another fish of the "
+                         "query's own recording session", pd.DataFrame(shortcut).T,
+                         f"{note} Known individuals' test images as queries (gallery as in the retrieval table; the "
+                         "query's own session-mates of the same fish are excluded, so a same-session neighbour is "
+                         "always another fish). Chance: the share of the gallery from the query's session. Far above "
+                         "chance, the embedding encodes the recording (tank, light, background) more than the fish."))
     if leak:
         out.append(Table("leakage", "Leakage check: shallow test accuracy, random vs session split", pd.DataFrame(leak).T,
                          "Same images and training; only the split differs. Inflation = random - session."))

@@ -9,7 +9,15 @@ riding on the order of the files.
 
 `queries` (a boolean mask) restricts which images ask: the usual re-identification protocol, in
 which test images query a gallery of every other image (the reference images of known
-individuals among them)."""
+individuals among them).
+
+With sessions, the metrics also say what an embedding encodes besides identity:
+`top1_same_session` is the share of queries whose nearest gallery image comes from the query's
+own recording session (necessarily another individual, since the query's own session-mates
+left the gallery), beside `same_session_chance`, the share a ranking blind to sessions would
+give (the session's share of each query's gallery, averaged). An encoder that finds the tank,
+the light or the background instead of the fish scores far above its chance; top-1 below
+1 / individuals with this share high says exactly that."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,6 +30,13 @@ def query_ranks(embeddings, identities, sessions=None, metric: str = "cosine",
     """Per query (every image, or those `queries` marks): the 0-based rank of its first true
     match and its average precision (mean precision at the ranks of its positives); -1 and NaN
     for a skipped query."""
+    first, ap, _, _ = _query_stats(embeddings, identities, sessions, metric, chunk_elements, queries)
+    return first, ap
+
+
+def _query_stats(embeddings, identities, sessions, metric, chunk_elements, queries):
+    """query_ranks' ranks and average precisions, and session_neighbours' two arrays (None
+    without sessions), from one pass over the scores."""
     emb, ids, sess = _check(embeddings, identities, sessions, metric)
     n = len(emb)
     asking = np.arange(n) if queries is None else np.flatnonzero(np.asarray(queries, dtype=bool))
@@ -31,6 +46,7 @@ def query_ranks(embeddings, identities, sessions=None, metric: str = "cosine",
         emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     sq = (emb**2).sum(axis=1)
     first, ap = np.full(len(asking), -1, dtype=np.int64), np.full(len(asking), np.nan)
+    same, chance = (None, None) if sess is None else (np.full(len(asking), np.nan), np.full(len(asking), np.nan))
     cols = np.arange(n)
     step = max(1, chunk_elements // max(n, 1))
     for start in range(0, len(asking), step):
@@ -43,8 +59,32 @@ def query_ranks(embeddings, identities, sessions=None, metric: str = "cosine",
         excluded = q[:, None] == cols[None, :]
         if sess is not None:
             excluded |= positive & (sess[q, None] == sess[None, :])
+            same[rows], chance[rows] = session_neighbours(score, excluded, sess[q], sess)
         first[rows], ap[rows] = ranks_from_scores(score, positive & ~excluded, excluded)
-    return first, ap
+    return first, ap, same, chance
+
+
+def session_neighbours(score: np.ndarray, excluded: np.ndarray, query_sessions, gallery_sessions
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per query row of `score` (query x gallery, higher = more alike; `excluded` pairs are not
+    in the gallery): 1.0 where its nearest gallery image shares its session, else 0.0, and the
+    share of its gallery from its session; NaN for both where its gallery is empty. Ties go to
+    the lower column index."""
+    own = np.asarray(query_sessions)[:, None] == np.asarray(gallery_sessions)[None, :]
+    allowed = ~excluded
+    size = allowed.sum(axis=1)
+    nearest = np.where(allowed, score, -np.inf).argmax(axis=1)
+    same = own[np.arange(len(score)), nearest].astype(np.float64)
+    chance = (own & allowed).sum(axis=1) / np.maximum(size, 1)
+    same[size == 0], chance[size == 0] = np.nan, np.nan
+    return same, chance
+
+
+def summarize_sessions(same: np.ndarray, chance: np.ndarray, first: np.ndarray) -> dict:
+    """`top1_same_session` and `same_session_chance` over the queries that top-k scores (those
+    with a positive left, `first` >= 0), so both describe the same queries."""
+    kept = (np.asarray(first) >= 0) & ~np.isnan(same)
+    return {"top1_same_session": _mean(same[kept]), "same_session_chance": _mean(chance[kept])}
 
 
 def ranks_from_scores(score: np.ndarray, positive: np.ndarray, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +106,11 @@ def ranks_from_scores(score: np.ndarray, positive: np.ndarray, excluded: np.ndar
 def retrieval_metrics(embeddings, identities, sessions=None, ks=(1, 5), metric: str = "cosine",
                       queries=None) -> dict:
     """`top{k}` for each k (share of queries with a true match among their k nearest), `mAP`,
-    `n_queries` (queries scored) and `n_skipped` (queries left without a positive)."""
-    return summarize_ranks(*query_ranks(embeddings, identities, sessions, metric, queries=queries), ks)
+    `n_queries` (queries scored) and `n_skipped` (queries left without a positive); with
+    sessions also `top1_same_session` and `same_session_chance` (see the module docstring)."""
+    first, ap, same, chance = _query_stats(embeddings, identities, sessions, metric, 2**20, queries)
+    out = summarize_ranks(first, ap, ks)
+    return out if same is None else {**out, **summarize_sessions(same, chance, first)}
 
 
 def summarize_ranks(first: np.ndarray, ap: np.ndarray, ks=(1, 5)) -> dict:

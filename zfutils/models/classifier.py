@@ -38,25 +38,37 @@ NECKS = ("standardize", "layernorm", "none")
 
 
 class Standardize(nn.BatchNorm1d):
-    """Per-dimension standardisation with fixed statistics (a batch norm's running mean and
-    variance, no affine weights), whose variance floor is relative: a fraction `floor` of the
-    mean variance over dimensions. An absolute eps cannot serve every encoder: pooled features
-    of some vary by 1e-4 (variance 1e-8), which batch norm's default eps (1e-5) flattens, while a
-    tiny eps amplifies a dimension that was dead (variance 0) on the calibration images by
-    orders of magnitude: InceptionV3's ReLU channels dead in eval mode come alive in deep
-    training's train-mode batch norm, and a 1e-12 eps scaled them to 2e6 (batch losses of 2e4).
-    Train mode only accumulates statistics (zfutils.train.batchnorm.recalibrate)."""
+    """Per-dimension standardisation (a batch norm without affine weights) whose variance floor
+    is relative: a fraction `floor` of the mean variance over dimensions. An absolute eps cannot
+    serve every encoder: pooled features of some vary by 1e-4 (variance 1e-8), which batch norm's
+    default eps (1e-5) flattens, while a tiny eps amplifies a dimension that was dead (variance
+    0) on the calibration images by orders of magnitude: InceptionV3's ReLU channels dead in eval
+    mode come alive in deep training's train-mode batch norm, and a 1e-12 eps scaled them to 2e6.
+
+    Eval mode uses the running statistics (estimated exactly by zfutils.train.batchnorm.recalibrate).
+    Train mode, which the classifier sets only while its encoder trains (deep mode), normalises
+    each batch by its own mean and variance, as re-identification's BNNeck does, and accumulates
+    the running statistics. Fixed statistics cannot follow a training encoder: when pooled
+    features vary by 1e-4, an encoder step that moves all of them by 1e-3 moved every
+    standardised value by about 10 and the logits with them (AOT-GAN deep at lr 1e-3: batch
+    losses of 1e4 within an epoch, the head at chance); a batch's own statistics remove the
+    shift that all its images share."""
 
     def __init__(self, dim: int, floor: float = 1e-3):
         super().__init__(dim, eps=1e-12, affine=False)
         self.floor = floor
 
+    def _scaled(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        return (x - mean) * torch.rsqrt(var + self.floor * var.mean() + torch.finfo(var.dtype).tiny)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            return super().forward(x)
-        var = self.running_var
-        scale = torch.rsqrt(var + self.floor * var.mean() + torch.finfo(var.dtype).tiny)
-        return (x - self.running_mean) * scale
+        if not self.training:
+            return self._scaled(x, self.running_mean, self.running_var)
+        with torch.no_grad():
+            super().forward(x.detach())  # running statistics, as batch norm keeps them
+        if len(x) < 2:  # one image has no spread of its own
+            return self._scaled(x, self.running_mean, self.running_var)
+        return self._scaled(x, x.mean(0), x.var(0, unbiased=False))
 
 
 class Classifier(nn.Module):
@@ -134,7 +146,10 @@ class Classifier(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and not any(p.requires_grad for p in self.encoder.parameters()):
+        frozen = not any(p.requires_grad for p in self.encoder.parameters())
+        if mode and frozen:
             self.encoder.eval()  # a frozen encoder stays frozen, batch norm included
-        self.neck.eval()  # a fixed transform; only zfutils.train.batchnorm.recalibrate re-estimates it
+        # The neck follows the batch only while the encoder moves (see Standardize); on a frozen
+        # encoder's features its running statistics are exact and stay fixed.
+        self.neck.train(mode and not frozen)
         return self
