@@ -13,11 +13,12 @@ scaled cosines to the class centres, so prediction, metrics and Grad-CAM treat a
 
 Neck: pooled features of different encoders differ in scale by orders of magnitude (DeepFillV2's
 gated convolutions shrink the signal layer by layer), and a linear head on tiny features barely
-moves per step. The default neck, `standardize`, is a fixed per-dimension standardisation with
-the mean and variance of the training images' pooled vectors (a batch norm without affine
-weights kept in eval mode, so training and evaluation see the same transform; its statistics
-are estimated by the trainer before training and after every deep epoch, as the BNNeck of
-re-identification practice; its variance floor is relative, see Standardize). `layernorm`
+moves per step. The default neck, `standardize`, is a per-dimension standardisation with the
+mean and variance of the training images' pooled vectors (a batch norm without affine weights;
+its statistics are estimated by the trainer before training and after every deep epoch; while
+a deep encoder trains it standardises each batch by its own statistics, as the BNNeck of
+re-identification practice; on a frozen encoder it is a fixed transform; its variance floor is
+relative; see Standardize). `layernorm`
 standardises each pooled vector on its own: it keeps the large mean profile every image shares
 and scales the differences between images down (with a randomly initialised AOT-GAN encoder a
 logistic regression reaches 0.19 test accuracy on 6 fish after it, 0.31 after per-dimension
@@ -62,12 +63,10 @@ class Standardize(nn.BatchNorm1d):
         return (x - mean) * torch.rsqrt(var + self.floor * var.mean() + torch.finfo(var.dtype).tiny)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
+        if not self.training or len(x) < 2:  # one image has no spread of its own
             return self._scaled(x, self.running_mean, self.running_var)
         with torch.no_grad():
             super().forward(x.detach())  # running statistics, as batch norm keeps them
-        if len(x) < 2:  # one image has no spread of its own
-            return self._scaled(x, self.running_mean, self.running_var)
         return self._scaled(x, x.mean(0), x.var(0, unbiased=False))
 
 
