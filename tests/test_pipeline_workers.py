@@ -1,5 +1,6 @@
 """The local executor with several workers: a stage's jobs run at once, each notebook kernel with
-its share of the cores, with the statuses, stamps and skips of a one-at-a-time run."""
+its share of the cores, with the statuses, stamps and skips of a one-at-a-time run; a backbone's
+next stage does not wait for another backbone's slow one."""
 import json
 
 import pytest
@@ -11,7 +12,7 @@ RECORD = ("import json, os, time\n"
           "from zfutils import paths\n"
           "start = time.time()\n"
           "assert backbone != 'lama', 'lama is broken in this stand-in'\n"
-          "time.sleep(3)\n"
+          "time.sleep(12 if backbone == '{slow}' else 3)\n"
           "d = paths.stage_dir(preset, '{stage}', backbone); d.mkdir(parents=True, exist_ok=True)\n"
           "(d / 'metrics.json').write_text(json.dumps({{'start': start, 'end': time.time(), "
           "'threads': {{v: os.environ.get(v) for v in ('OMP_NUM_THREADS', 'OPENCV_FOR_THREADS_NUM')}}}}))")
@@ -22,9 +23,32 @@ def timed_stages(tmp_path, monkeypatch):
     monkeypatch.setenv("ZF_WORKDIR", str(tmp_path / "work"))
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
-    _notebook(nbs / "01_each.ipynb", RECORD.format(stage="01_each"), per_backbone=True)
-    _notebook(nbs / "02_after.ipynb", RECORD.format(stage="02_after"), per_backbone=True)
+    _notebook(nbs / "01_each.ipynb", RECORD.format(stage="01_each", slow="none"), per_backbone=True)
+    _notebook(nbs / "02_after.ipynb", RECORD.format(stage="02_after", slow="none"), per_backbone=True)
     return nbs
+
+
+def test_a_line_goes_on_while_another_backbone_is_slow(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path / "work"))
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _notebook(nbs / "01_each.ipynb", RECORD.format(stage="01_each", slow="efficientnet"), per_backbone=True)
+    _notebook(nbs / "02_after.ipynb", RECORD.format(stage="02_after", slow="none"), per_backbone=True)
+    _notebook(nbs / "03_report.ipynb", "import json, time\nfrom zfutils import paths\n"
+              "d = paths.stage_dir(preset, '03_report'); d.mkdir(parents=True, exist_ok=True)\n"
+              "(d / 'metrics.json').write_text(json.dumps({'start': time.time()}))", per_backbone=False)
+    jobs = pipeline.run("smoke", ["aotgan", "efficientnet"], overrides={"pipeline.workers": 2}, notebooks_dir=nbs)
+    assert set(_statuses(jobs).values()) == {"done"}
+    assert [(j.stage.name, j.backbone) for j in jobs] == [  # listed stage by stage, as a one-at-a-time run
+        ("01_each", "aotgan"), ("01_each", "efficientnet"), ("02_after", "aotgan"), ("02_after", "efficientnet"),
+        ("03_report", None)]
+    run = lambda s, b=None: json.loads((paths.stage_dir("smoke", s, b) / "metrics.json").read_text())  # noqa: E731
+    # aotgan's second stage ran while efficientnet's first (12 s) was still going: no wave waited for it
+    assert run("02_after", "aotgan")["start"] < run("01_each", "efficientnet")["end"]
+    assert run("01_each", "aotgan")["end"] < run("02_after", "aotgan")["start"]  # a line keeps its order
+    assert run("01_each", "efficientnet")["end"] < run("02_after", "efficientnet")["start"]
+    assert run("03_report")["start"] > max(run("02_after", b)["end"] for b in ("aotgan", "efficientnet"))
+    assert "started (2 at once" in capsys.readouterr().out
 
 
 def test_workers_run_a_stage_at_once_with_the_cores_shared_out(timed_stages, capsys):

@@ -13,17 +13,21 @@ The pipeline hands over one wave at a time: the jobs of one stage, whose upstrea
 all finished. A job's stamp includes its upstream stamps, so it cannot be judged, or skipped,
 before they are known; waves keep that rule, and the skip logic, exactly as in a local run (SLURM
 `afterok` chains would need the stamps at submission time). The cost: a wave waits for its
-slowest backbone before the next stage starts.
+slowest backbone before the next stage starts. The local workers avoid it: they take a backbone's
+per-backbone stages as one line (`LocalWorkers.lines`), and a line's next stage starts as soon as
+its own previous stage has finished and a worker is free, whatever the other backbones do.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterator
 
 EXECUTORS = ("local", "submitit-local", "slurm")
@@ -137,25 +141,66 @@ class LocalWorkers:
     def __call__(self, wave: Wave) -> Iterator:
         if not wave:
             return
-        workers = min(self.workers, len(wave))  # a wave of one job (data, report) gets every core
+        with self._pool(len(wave)) as (pool, _, note):  # a wave of one job (data, report) gets every core
+            running = []
+            for job, work in wave:
+                running.append((job, pool.submit(work)))
+                announce(job, f" queued ({note})")
+            for job, future in running:
+                yield _collect(job, future)
+
+    def lines(self, chains: list) -> None:
+        """Run lines of dependent jobs: each chain is a generator that yields (job, work) for
+        its next job and is sent that job's stamp (None: it failed) back. A job starts when a
+        worker is free, in the order the jobs became ready (the lines' order at first), so a
+        line never waits for another line's slow stage."""
+        ready = deque()
+
+        def advance(chain, stamp=None, first=False) -> None:
+            try:
+                ready.append((chain, *(next(chain) if first else chain.send(stamp))))
+            except StopIteration:
+                pass
+
+        for chain in chains:
+            advance(chain, first=True)
+        if not ready:
+            return
+        with self._pool(len(chains)) as (pool, workers, note):
+            running = {}
+            while ready or running:
+                while ready and len(running) < workers:
+                    chain, job, work = ready.popleft()
+                    running[pool.submit(work)] = (chain, job)
+                    announce(job, f" started ({note})")
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    chain, job = running.pop(future)
+                    advance(chain, _collect(job, future))
+
+    @contextlib.contextmanager
+    def _pool(self, jobs: int):
+        """Spawned worker processes, min(workers, jobs) of them, with the cores shared out."""
+        workers = min(self.workers, jobs)
         threads = threads_per_worker(workers)
         log_file = next((h.baseFilename for h in logging.getLogger().handlers
                          if isinstance(h, logging.FileHandler)), None)
         with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(threads, log_file),
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
-            running = []
-            for job, work in wave:
-                running.append((job, pool.submit(work)))
-                announce(job, f" queued ({workers} at once, {threads} thread(s) each)")
-            for job, future in running:
-                try:
-                    stamp, remote = future.result()
-                    job.status, job.seconds, job.message = remote.status, remote.seconds, remote.message
-                except Exception as err:  # the worker process itself died (memory, a signal)
-                    stamp, job.status = None, "failed"
-                    job.message = f"local worker failed: {_last_line(err)}"[:200]
-                announce(job, f": {job.status} {job.message}")
-                yield stamp
+            yield pool, workers, f"{workers} at once, {threads} thread(s) each"
+
+
+def _collect(job, future):
+    """The stamp a worker's job returned, with its status, seconds and message copied into the
+    pipeline's Job (a failed worker process: failed, with its last line)."""
+    try:
+        stamp, remote = future.result()
+        job.status, job.seconds, job.message = remote.status, remote.seconds, remote.message
+    except Exception as err:  # the worker process itself died (memory, a signal)
+        stamp, job.status = None, "failed"
+        job.message = f"local worker failed: {_last_line(err)}"[:200]
+    announce(job, f": {job.status} {job.message}")
+    return stamp
 
 
 class SubmititWaves:

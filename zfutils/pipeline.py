@@ -11,8 +11,8 @@ Stages are the notebooks `notebooks/NN_name.ipynb`; a stage is per backbone when
 Nothing here knows which stages exist.
 A stage is skipped when its outputs exist and a stamp of its resolved config, its notebook and
 the stamps of the stages before it is unchanged. A failing backbone does not stop the others.
-Jobs run here one after another, or fanned out as submitit jobs, a stage at a time
-(zfutils/executors.py).
+Jobs run here one after another, or fanned out as submitit jobs, a stage at a time, or with
+local workers each backbone's line of stages at its own pace (zfutils/executors.py).
 """
 from __future__ import annotations
 
@@ -160,7 +160,8 @@ def _first_line(err: Exception) -> str:
 def run(preset: str, backbones: list[str] | None = None, stage_names: list[str] | None = None,
         overrides: dict | None = None, force: bool = False, notebooks_dir: Path | None = None,
         executor: str = "local") -> list[Job]:
-    """Run the selected stages in order, each stage's jobs on `executor` (see zfutils.executors);
+    """Run the selected stages in order, each stage's jobs on `executor` (see zfutils.executors;
+    local workers run each backbone's consecutive per-backbone stages as one line instead);
     returns every job with its status."""
     overrides = overrides or {}
     base = config.resolve(preset, None, overrides)
@@ -170,43 +171,89 @@ def run(preset: str, backbones: list[str] | None = None, stage_names: list[str] 
     stages = select(discover_stages(notebooks_dir), stage_names or base["pipeline"]["stages"])
     execute = executors.get(executor, base, paths.runs_dir(preset) / "submitit")
     seeds = config.training_seeds(base)  # [None]: one run; else per-backbone stages once per seed
-    lines = [(b, s) for b in backbones for s in seeds]
-    shared_stamps: list[str] = []
-    line_stamps: dict[tuple, list[str]] = {line: [] for line in lines}
-    blocked: set = set()
-    jobs: list[Job] = []
+    plan = _Plan(preset, overrides, force, [(b, s) for b in backbones for s in seeds])
+    for segment in _segments(stages):
+        if segment[0].per_backbone and hasattr(execute, "lines"):
+            grid = {(stage, line): plan.new_job(stage, line) for stage in segment for line in plan.lines}
+            execute.lines([plan.chain([grid[(stage, line)] for stage in segment]) for line in plan.lines])
+            continue
+        for stage in segment:
+            wave = []  # this stage's jobs to run (their upstream stages are done)
+            for line in (plan.lines if stage.per_backbone else [(None, None)]):
+                job = plan.new_job(stage, line)
+                work = plan.prepare(job)
+                if work is not None:
+                    wave.append((job, work))
+            for (job, _), result in zip(wave, execute(wave)):
+                plan.record(job, result)
+    return plan.jobs
+
+
+def _segments(stages: list[StageNotebook]) -> list[list[StageNotebook]]:
+    """Consecutive per-backbone stages together, every shared stage on its own."""
+    out: list[list[StageNotebook]] = []
     for stage in stages:
-        wave, finished = [], []  # this stage's jobs to run (their upstream stages are done), and their stamps
-        for backbone, seed in (lines if stage.per_backbone else [(None, None)]):
-            job = Job(stage, backbone, run_seed=seed)
-            jobs.append(job)
-            family = config.resolve(preset, backbone, overrides)["backbone"]["family"] if backbone else None
-            if stage.families and family not in stage.families:
-                job.status, job.message = "n/a", f"{family} backbones have no {stage.name} stage"
-                continue
-            if None in blocked or (backbone, seed) in blocked:
-                job.status, job.message = "blocked", "an earlier stage failed"
-                continue
-            # a per-backbone stage depends on the shared stages and its backbone's (and seed's)
-            # earlier stages; a shared stage after per-backbone ones (the report) depends on all
-            upstream = shared_stamps + (line_stamps[(backbone, seed)] if backbone
-                                        else [x for line in lines for x in line_stamps[line]])
-            _, run_dir, expected = _expected(job, preset, overrides, upstream)
-            if not force and _up_to_date(run_dir, job.stage, expected):  # as run_job would, without an executor
-                job.status = "skipped"
-                executors.announce(job, ": skipped")
-                finished.append((job, expected))
-                continue
-            wave.append((job, partial(run_job_returning, job, preset, overrides, upstream, force)))
-        finished += [(job, result) for (job, _), result in zip(wave, execute(wave))]
-        for job, result in finished:
-            if result is None:
-                blocked.add((job.backbone, job.run_seed) if job.backbone else None)
-            elif job.backbone:
-                line_stamps[(job.backbone, job.run_seed)].append(result)
-            else:
-                shared_stamps.append(result)
-    return jobs
+        if out and stage.per_backbone and out[-1][0].per_backbone:
+            out[-1].append(stage)
+        else:
+            out.append([stage])
+    return out
+
+
+class _Plan:
+    """What the pipeline knows while it runs: every job, the stamps each line (backbone, seed)
+    and the shared stages have produced, and which lines a failure blocked."""
+
+    def __init__(self, preset: str, overrides: dict, force: bool, lines: list[tuple]):
+        self.preset, self.overrides, self.force, self.lines = preset, overrides, force, lines
+        self.jobs: list[Job] = []
+        self.shared: list[str] = []
+        self.line_stamps: dict[tuple, list[str]] = {line: [] for line in lines}
+        self.blocked: set = set()
+
+    def new_job(self, stage: StageNotebook, line: tuple) -> Job:
+        job = Job(stage, line[0] if stage.per_backbone else None, run_seed=line[1] if stage.per_backbone else None)
+        self.jobs.append(job)
+        return job
+
+    def prepare(self, job: Job):
+        """The job's work (a callable for an executor), or None when it has nothing to run: n/a
+        for its backbone's family, blocked by a failure, or skipped as up to date (recorded)."""
+        backbone, line = job.backbone, (job.backbone, job.run_seed)
+        family = config.resolve(self.preset, backbone, self.overrides)["backbone"]["family"] if backbone else None
+        if job.stage.families and family not in job.stage.families:
+            job.status, job.message = "n/a", f"{family} backbones have no {job.stage.name} stage"
+            return None
+        if None in self.blocked or line in self.blocked:
+            job.status, job.message = "blocked", "an earlier stage failed"
+            return None
+        # a per-backbone stage depends on the shared stages and its backbone's (and seed's)
+        # earlier stages; a shared stage after per-backbone ones (the report) depends on all
+        upstream = self.shared + (self.line_stamps[line] if backbone
+                                  else [x for each in self.lines for x in self.line_stamps[each]])
+        _, run_dir, expected = _expected(job, self.preset, self.overrides, upstream)
+        if not self.force and _up_to_date(run_dir, job.stage, expected):  # as run_job would, without an executor
+            job.status = "skipped"
+            executors.announce(job, ": skipped")
+            self.record(job, expected)
+            return None
+        return partial(run_job_returning, job, self.preset, self.overrides, upstream, self.force)
+
+    def record(self, job: Job, result: str | None) -> None:
+        if result is None:
+            self.blocked.add((job.backbone, job.run_seed) if job.backbone else None)
+        elif job.backbone:
+            self.line_stamps[(job.backbone, job.run_seed)].append(result)
+        else:
+            self.shared.append(result)
+
+    def chain(self, jobs: list[Job]):
+        """One line's jobs, for LocalWorkers.lines: yields (job, work) for each job to run and
+        is sent its stamp back."""
+        for job in jobs:
+            work = self.prepare(job)
+            if work is not None:
+                self.record(job, (yield job, work))
 
 
 def summary(jobs: list[Job], preset: str) -> str:
