@@ -99,3 +99,23 @@ def test_two_processes_train_like_one(tmp_path, monkeypatch):
     # a single process resumes the distributed run: nothing left to train
     assert launch.main(INPAINT) == 0
     assert JsonLinesLog(stage_dir / "train_log.jsonl").read() == lines[1]
+
+
+def test_sync_batchnorm_leaves_the_standardising_neck_alone():
+    """On GPUs the encoder's batch norms become SyncBatchNorm; the standardising neck is a fixed
+    transform with a relative variance floor that SyncBatchNorm would drop, so it stays what it is."""
+    from torch import nn
+
+    from zfutils import models
+    from zfutils.models.classifier import Classifier, Standardize
+    from zfutils.train.distributed import sync_batchnorm
+
+    backbone = models.get("efficientnet")
+    model = Classifier(backbone=backbone, generator=backbone.build_generator(), n_classes=3,
+                       embed_dim=backbone.embed_dim(1.0))
+    keys = set(model.state_dict())
+    converted = sync_batchnorm(model, "cuda")  # the conversion itself runs on CPU tensors
+    assert isinstance(converted.neck, Standardize)
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in converted.encoder.modules())
+    assert not any(type(m) is nn.BatchNorm2d for m in converted.encoder.modules())
+    assert set(converted.state_dict()) == keys

@@ -13,12 +13,11 @@ scaled cosines to the class centres, so prediction, metrics and Grad-CAM treat a
 
 Neck: pooled features of different encoders differ in scale by orders of magnitude (DeepFillV2's
 gated convolutions shrink the signal layer by layer), and a linear head on tiny features barely
-moves per step. The default neck, `standardize`, is a per-dimension standardisation with the
-mean and variance of the training images' pooled vectors (a batch norm without affine weights;
-its statistics are estimated by the trainer before training and after every deep epoch; while
-a deep encoder trains it standardises each batch by its own statistics, as the BNNeck of
-re-identification practice; on a frozen encoder it is a fixed transform; its variance floor is
-relative; see Standardize). `layernorm`
+moves per step. The default neck, `standardize`, is a fixed per-dimension standardisation with
+the mean and variance of the training images' pooled vectors (a batch norm without affine
+weights kept in eval mode, so training and evaluation see the same transform; its statistics
+are estimated by the trainer before training and after every deep epoch, as the BNNeck of
+re-identification practice; its variance floor is relative, see Standardize). `layernorm`
 standardises each pooled vector on its own: it keeps the large mean profile every image shares
 and scales the differences between images down (with a randomly initialised AOT-GAN encoder a
 logistic regression reaches 0.19 test accuracy on 6 fish after it, 0.31 after per-dimension
@@ -39,35 +38,27 @@ NECKS = ("standardize", "layernorm", "none")
 
 
 class Standardize(nn.BatchNorm1d):
-    """Per-dimension standardisation (a batch norm without affine weights) whose variance floor
-    is relative: a fraction `floor` of the mean variance over dimensions. An absolute eps cannot
-    serve every encoder: pooled features of some vary by 1e-4 (variance 1e-8), which batch norm's
-    default eps (1e-5) flattens, while a tiny eps amplifies a dimension that was dead (variance
-    0) on the calibration images by orders of magnitude: InceptionV3's ReLU channels dead in eval
-    mode come alive in deep training's train-mode batch norm, and a 1e-12 eps scaled them to 2e6.
+    """Per-dimension standardisation with fixed statistics (a batch norm's running mean and
+    variance, no affine weights), whose variance floor is relative: a fraction `floor` of the
+    mean variance over dimensions. An absolute eps cannot serve every encoder: pooled features
+    of some vary by 1e-4 (variance 1e-8), which batch norm's default eps (1e-5) flattens, while a
+    tiny eps amplifies a dimension that was dead (variance 0) on the calibration images by
+    orders of magnitude: InceptionV3's ReLU channels dead in eval mode come alive in deep
+    training's train-mode batch norm, and a 1e-12 eps scaled them to 2e6 (batch losses of 2e4).
+    Train mode only accumulates statistics (zfutils.train.batchnorm.recalibrate)."""
 
-    Eval mode uses the running statistics (estimated exactly by zfutils.train.batchnorm.recalibrate).
-    Train mode, which the classifier sets only while its encoder trains (deep mode), normalises
-    each batch by its own mean and variance, as re-identification's BNNeck does, and accumulates
-    the running statistics. Fixed statistics cannot follow a training encoder: when pooled
-    features vary by 1e-4, an encoder step that moves all of them by 1e-3 moved every
-    standardised value by about 10 and the logits with them (AOT-GAN deep at lr 1e-3: batch
-    losses of 1e4 within an epoch, the head at chance); a batch's own statistics remove the
-    shift that all its images share."""
+    keep_under_sync_batchnorm = True  # SyncBatchNorm would drop the relative floor (zfutils.train.distributed)
 
     def __init__(self, dim: int, floor: float = 1e-3):
         super().__init__(dim, eps=1e-12, affine=False)
         self.floor = floor
 
-    def _scaled(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-        return (x - mean) * torch.rsqrt(var + self.floor * var.mean() + torch.finfo(var.dtype).tiny)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or len(x) < 2:  # one image has no spread of its own
-            return self._scaled(x, self.running_mean, self.running_var)
-        with torch.no_grad():
-            super().forward(x.detach())  # running statistics, as batch norm keeps them
-        return self._scaled(x, x.mean(0), x.var(0, unbiased=False))
+        if self.training:
+            return super().forward(x)
+        var = self.running_var
+        scale = torch.rsqrt(var + self.floor * var.mean() + torch.finfo(var.dtype).tiny)
+        return (x - self.running_mean) * scale
 
 
 class Classifier(nn.Module):
@@ -145,10 +136,7 @@ class Classifier(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        frozen = not any(p.requires_grad for p in self.encoder.parameters())
-        if mode and frozen:
+        if mode and not any(p.requires_grad for p in self.encoder.parameters()):
             self.encoder.eval()  # a frozen encoder stays frozen, batch norm included
-        # The neck follows the batch only while the encoder moves (see Standardize); on a frozen
-        # encoder's features its running statistics are exact and stay fixed.
-        self.neck.train(mode and not frozen)
+        self.neck.eval()  # a fixed transform; only zfutils.train.batchnorm.recalibrate re-estimates it
         return self

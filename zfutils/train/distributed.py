@@ -123,7 +123,22 @@ def sync_batchnorm(module: nn.Module, device: str) -> nn.Module:
     if not str(device).startswith("cuda") or not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                                       for m in module.modules()):
         return module
-    return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return _convert(module)
+
+
+def _convert(module: nn.Module) -> nn.Module:
+    """convert_sync_batchnorm, except for batch-norm subclasses that must stay what they are
+    (`keep_under_sync_batchnorm`: the classifier's standardising neck, a fixed transform whose
+    relative variance floor SyncBatchNorm would drop)."""
+    if getattr(module, "keep_under_sync_batchnorm", False):
+        return module
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        converted = _convert(child)
+        if converted is not child:
+            module.add_module(name, converted)
+    return module
 
 
 class _Dispatch(nn.Module):
