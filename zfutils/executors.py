@@ -1,7 +1,8 @@
 """Where the pipeline's jobs (stage x backbone) run.
 
 - `local` (default): on this machine, one after another; with `pipeline.workers: N` (N > 1), N
-  jobs of a stage at once, each notebook kernel with cores // N threads. Most of a small job is
+  jobs at once (each backbone's line of stages at its own pace, see below), each notebook kernel
+  with cores // N threads. Most of a small job is
   single-threaded (a fresh kernel importing torch, scikit-learn and OpenCV: about 5 s; figures),
   so N kernels with fewer threads each finish a stage sooner than one kernel with every thread,
   without oversubscribing the cores (the threads are split, never multiplied).
