@@ -66,7 +66,7 @@ def test_cli_aau_and_csv(aau, tmp_path, capsys):  # noqa: F811
 
     rows = meta[["image_id", "identity"]].assign(path=lambda d: "aau_out/images/" + d["image_id"] + ".png")
     rows[["path", "identity"]].to_csv(tmp_path / "list.csv", index=False)
-    assert cli.main(["csv", "--csv", str(tmp_path / "list.csv"), "--out", str(tmp_path / "csv_out"),
+    assert cli.main(["csv", "--csv", str(tmp_path / "list.csv"), "--out", str(tmp_path / "csv_out"), "--no-align",
                      "--size", "16", "--split", "open"]) == 0
     assert json.loads((tmp_path / "csv_out" / "dataset.json").read_text())["masks"] == "none"
 

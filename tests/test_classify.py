@@ -160,3 +160,48 @@ def test_standardize_bounds_a_dimension_that_was_dead_on_the_calibration_images(
     out = neck.eval()(torch.tensor([[3.0, 30.0, 1.0]]))
     # the woken dimension is scaled by the floor (about 2.7 here), not by 1 / sqrt(1e-12)
     assert torch.allclose(out, torch.tensor([[0.0, 0.0, (neck.floor * mean_var) ** -0.5]]))
+
+
+def test_jitter_and_cosine_schedule_train_and_resume_like_one_run(tiny, tmp_path, monkeypatch):
+    """Deep training with jitter and a warm-up + cosine schedule: the last step's learning rate is
+    the schedule's, and a run interrupted after epoch 1 and resumed ends with the weights of one
+    uninterrupted run (the jitter and the schedule depend on the epoch, image and iteration, not
+    on the process)."""
+    from zfutils.train import classify as classify_module
+    from zfutils.train.augment import Jitter
+
+    class Interrupted(Exception):
+        pass
+
+    train, _ = tiny
+    options = dict(mode="deep", batch_size=8, lr_head=1e-2, lr_encoder=1e-3, seed=0, stamp="j",
+                   jitter=Jitter(), schedule="cosine", warmup_epochs=0.5)
+    whole = ClassifierTrainer(model=classifier("aotgan"), run_dir=tmp_path / "whole", epochs=2, **options)
+    whole.fit(train, train, n_classes=3)
+    steps = whole.state["iteration"]
+    assert [g["lr"] for g in whole.optimizer.param_groups] == pytest.approx(
+        [g["base_lr"] * (0.5 * (1 + np.cos(np.pi * (steps - 1 - steps // 4) / (steps - steps // 4))))
+         for g in whole.optimizer.param_groups])
+    def interrupt():  # called once an epoch's last.pt is written
+        raise Interrupted
+
+    monkeypatch.setattr(classify_module.distributed, "barrier", interrupt)
+    with pytest.raises(Interrupted):
+        ClassifierTrainer(model=classifier("aotgan"), run_dir=tmp_path / "parts", epochs=2, **options).fit(train, train, 3)
+    monkeypatch.undo()
+    resumed = ClassifierTrainer(model=classifier("aotgan"), run_dir=tmp_path / "parts", epochs=2, **options)
+    resumed.fit(train, train, n_classes=3)
+    assert resumed.state["iteration"] == steps
+    for key, value in whole.model.state_dict().items():
+        assert torch.allclose(value, resumed.model.state_dict()[key], atol=1e-6), key
+    # the jitter reached the network: without it the same run ends elsewhere
+    plain = ClassifierTrainer(model=classifier("aotgan"), run_dir=tmp_path / "plain", epochs=2,
+                              **{**options, "jitter": None})
+    plain.fit(train, train, n_classes=3)
+    assert not all(torch.allclose(v, plain.model.state_dict()[k]) for k, v in whole.model.state_dict().items())
+
+
+def test_unknown_schedule_is_named_before_training(tmp_path):
+    with pytest.raises(ValueError, match="unknown classify.schedule 'steps'"):
+        ClassifierTrainer(model=classifier("aotgan"), mode="deep", run_dir=tmp_path, epochs=1, batch_size=2,
+                          lr_head=1e-3, lr_encoder=1e-3, schedule="steps")

@@ -25,6 +25,7 @@ from zfutils.models.registry import Backbone
 from zfutils.provenance import device_info
 from zfutils.retrieval import retrieval_metrics
 from zfutils.stage import Stage
+from zfutils.train.augment import recipe
 from zfutils.train.checkpoint import load_checkpoint
 from zfutils.train.classify import ClassifierTrainer
 from zfutils.train.compute import Compute
@@ -151,7 +152,8 @@ def train_classifier(cfg: dict, mode: str, sets: dict, out: Path, device: str, w
                                 lr_head=c["lr_head"], lr_encoder=c["lr_encoder"], weight_decay=c["weight_decay"],
                                 seed=config.training_seed(cfg), stamp=_stamp(cfg, f"{mode}{tag}"), max_batches=c["max_batches"],
                                 device=device, on_epoch_end=watcher, precise_bn_batches=c["precise_bn_batches"],
-                                calibrate_first=init["init"] == "random", compute=Compute.from_cfg(cfg, device))
+                                calibrate_first=init["init"] == "random", compute=Compute.from_cfg(cfg, device),
+                                **recipe(c))
     best = trainer.fit(sets["train"], sets["val"], n_classes)
     trainer.load_best()
     return trainer, best, init

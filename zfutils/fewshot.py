@@ -32,6 +32,7 @@ from zfutils.data.format import StoredDataset
 from zfutils.data.torchsets import ClassificationSet
 from zfutils.models.registry import Backbone
 from zfutils.train import batchnorm
+from zfutils.train.augment import recipe
 from zfutils.train.classify import ClassifierTrainer, EmbeddedSet
 
 COLUMN = "split_session"
@@ -167,7 +168,7 @@ def train_and_test(cfg: dict, backbone: Backbone, state: dict | None, n_classes:
                                 seed=int(seed), stamp=stamp, max_batches=c["max_batches"], device=device,
                                 precise_bn_batches=c["precise_bn_batches"] if mode == "deep" else 0,
                                 calibrate_first=calibrate_first and mode == "deep",
-                                progress=False)  # thousands of small runs: a bar each would bloat the notebook
+                                progress=False, **recipe(c))  # thousands of small runs: a bar each would bloat the notebook
     best = trainer.fit(sets["train"], sets["val"], n_classes)
     trainer.load_best()
     test = trainer.evaluate(sets["test"], n_classes)

@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--seed", type=int)
     common.add_argument("--preset", default="quick", help="preset whose data and split settings apply")
     common.add_argument("--split", choices=["random", "session", "open"], help="the classification split to select")
+    common.add_argument("--align", action=argparse.BooleanOptionalAction, default=None,
+                        help="level, mirror, scale and centre every fish from its mask (default: the preset's data.align)")
     synth = sub.add_parser("synth", parents=[common], help="synthetic zebrafish")
     synth.add_argument("--individuals", type=int)
     synth.add_argument("--per-individual", type=int)
@@ -50,7 +52,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
     wanted = {
         "data.source": args.source, "data.image_size": args.size, "seed": args.seed, "split.classify": args.split,
         "data.path": str(getattr(args, "root", None) or getattr(args, "csv", None) or "") or None,
-        "data.masks": getattr(args, "masks", None),
+        "data.masks": getattr(args, "masks", None), "data.align": args.align,
         "data.synth.individuals": getattr(args, "individuals", None),
         "data.synth.per_individual": getattr(args, "per_individual", None),
         "data.synth.sessions": getattr(args, "sessions", None),

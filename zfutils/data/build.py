@@ -6,10 +6,12 @@ Sources are a registry keyed by `data.source`; each writes the one on-disk forma
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Callable
 
 from zfutils import paths
+from zfutils.data.align import align_dataset
 from zfutils.data.format import StoredDataset, read_dataset
 from zfutils.data.splits import assign_splits
 
@@ -57,10 +59,12 @@ def _need_path(cfg: dict) -> Path:
 
 
 def build_key(cfg: dict) -> dict:
-    """What defines the images on disk: source, path, size, masks, source options and seed."""
+    """What defines the images on disk: source, path, size, masks, alignment, source options and seed."""
     data = cfg["data"]
-    key = {k: data[k] for k in ("source", "path", "image_size", "masks")}
+    key = {k: data[k] for k in ("source", "path", "image_size", "masks", "align")}
     key["options"] = data.get(data["source"], {})
+    if data["align"]:
+        key["align_fill"] = data["align_fill"]
     if data["source"] == "synth":
         key["seed"] = cfg["seed"]
     return json.loads(json.dumps(key, default=str))
@@ -75,7 +79,14 @@ def prepare_dataset(cfg: dict, root: Path | None = None, force: bool = False) ->
     key = build_key(cfg)
     existing = _read_if_matching(root, key)
     if existing is None or force:
-        SOURCES[source](cfg, root)
+        if cfg["data"]["align"]:  # the frames go to a sibling first: a failed alignment leaves `root` as it was
+            frames = root.parent / f".{root.name}.frames"
+            try:
+                align_dataset(read_dataset(SOURCES[source](cfg, frames)), root, fill=cfg["data"]["align_fill"])
+            finally:
+                shutil.rmtree(frames, ignore_errors=True)
+        else:
+            SOURCES[source](cfg, root)
         info_path = root / "dataset.json"
         info = json.loads(info_path.read_text())
         info["build_key"] = key

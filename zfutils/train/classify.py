@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from zfutils.metrics import classification_metrics, confusion
 from zfutils.models.classifier import Classifier
 from zfutils.train import batchnorm, distributed
+from zfutils.train.augment import Jitter, image_keys, lr_factor
 from zfutils.train.checkpoint import Resumable, load_checkpoint, rng_state, save_atomic
 from zfutils.train.compute import Compute
 from zfutils.train.inpaint import NonFiniteLoss
@@ -61,6 +62,10 @@ class ClassifierTrainer(Resumable):
     calibrate_first: bool = False   # random start: estimate batch-norm statistics once before training
     compute: Compute | None = None  # precision, memory layout, loaders (zfutils.train.compute); None: fp32 on `device`
     progress: bool = True           # a bar per epoch (off for sweeps of many small runs: each bar is a notebook widget)
+    jitter: Jitter | None = None    # deep mode: training images jittered (zfutils.train.augment); shallow mode trains
+                                    # the head on the frozen encoder's stored vectors, which cannot be jittered
+    schedule: str = "constant"      # constant | cosine (linear warm-up, then cosine decay to zero)
+    warmup_epochs: float = 0.0
     state: dict = field(default_factory=lambda: {"epoch": 0, "iteration": 0, "best_val": -math.inf, "best_epoch": None})
 
     def __post_init__(self):
@@ -75,11 +80,21 @@ class ClassifierTrainer(Resumable):
         else:
             groups.append({"params": [p for p in self.model.encoder.parameters() if p.requires_grad], "lr": self.lr_encoder})
         self.optimizer = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
+        for group in self.optimizer.param_groups:
+            group["base_lr"] = group["lr"]
+        lr_factor(self.schedule, 0, 1, 0)  # an unknown schedule fails here, before any training
+        self._steps = (1, 0)  # (total, warm-up) optimiser steps of the run, set by fit()
         self.trained = distributed.wrap(self.model, self.device)  # DDP under torchrun, else the model itself
         self.log = JsonLinesLog(self.run_dir / "train_log.jsonl")
 
     def train_step(self, batch: dict) -> float:
         self.model.train()
+        if self.jitter is not None and "image" in batch:
+            keys = image_keys(self.seed, self.state["epoch"] + 1, batch["index"])
+            batch = {**batch, "image": self.jitter(batch["image"], keys)}
+        factor = lr_factor(self.schedule, self.state["iteration"], *self._steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
         loss, _ = self._loss(batch, self.trained)
         value = distributed.mean_values({"loss": float(loss.detach())})["loss"]  # the global batch's loss
         if not math.isfinite(value):  # on every rank at once under torchrun
@@ -182,6 +197,8 @@ class ClassifierTrainer(Resumable):
             train_set, val_set = self.frozen_features(train_set), self.frozen_features(val_set)
         if not resumed:
             self._recalibrate(train_set, 0, encoder=False)
+        per_epoch = min(len(self.epoch_loader(train_set, 1)), self.max_batches or math.inf)
+        self._steps = (self.epochs * per_epoch, round(self.warmup_epochs * per_epoch))
         while self.state["epoch"] < self.epochs:
             epoch = self.state["epoch"] + 1
             loader = self.epoch_loader(train_set, epoch)
