@@ -100,7 +100,7 @@ def test_stage_01_aligns_when_asked_and_the_build_key_says_so(tmp_path, monkeypa
     from zfutils.data import build
 
     monkeypatch.setitem(build.SOURCES, "synth", tiny_synth)
-    plain = config.resolve("smoke", None, {})
+    plain = config.resolve("smoke", None, {"data.align": False})
     aligned = config.resolve("smoke", None, {"data.align": True, "data.align_fill": 0.6})
     assert build_key(plain)["align"] is False and "align_fill" not in build_key(plain)
     assert build_key(aligned)["align_fill"] == 0.6
@@ -115,7 +115,7 @@ def test_a_source_without_masks_fails_alignment_and_leaves_the_old_data_set(tmp_
     from zfutils.data import build
 
     monkeypatch.setitem(build.SOURCES, "synth", lambda cfg, out: write_tiny_dataset(out, size=16))
-    prepare_dataset(config.resolve("smoke", None, {"data.image_size": 16}), root=tmp_path / "d")
+    prepare_dataset(config.resolve("smoke", None, {"data.image_size": 16, "data.align": False}), root=tmp_path / "d")
     before = (tmp_path / "d" / "metadata.csv").read_text()
     monkeypatch.setitem(build.SOURCES, "synth", lambda cfg, out: write_tiny_dataset(out, size=16, masks=False))
     with pytest.raises(ValueError, match="data.align needs fish masks"):
