@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import write_tiny_dataset
 from zfutils import config
 from zfutils.data.align import ALIGN_COLUMNS, align_dataset, align_fish, fish_pose
-from zfutils.data.build import build_key, prepare_dataset
+from zfutils.data.build import build_key, prepare_dataset, summarize
 from zfutils.data.format import read_dataset
 
 SIZE = 96
@@ -106,6 +106,7 @@ def test_stage_01_aligns_when_asked_and_the_build_key_says_so(tmp_path, monkeypa
     assert build_key(aligned)["align_fill"] == 0.6
     data = prepare_dataset(aligned, root=tmp_path / "d")
     assert data.meta["align_ok"].all() and "split" in data.meta.columns
+    assert summarize(data)["aligned"] == {"fill": 0.6, "aligned": len(data.meta), "kept_frame": 0}
     assert json.loads((data.root / "dataset.json").read_text())["build_key"] == build_key(aligned)
     rebuilt = prepare_dataset(plain, root=tmp_path / "d")
     assert "align_ok" not in rebuilt.meta.columns

@@ -120,6 +120,7 @@ def summarize(data: StoredDataset) -> dict:
         "n_sessions": int(meta["session"].nunique()),
         "image_size": data.info.get("image_size"),
         "masks": data.info.get("masks"),
+        "aligned": data.info.get("aligned"),  # data.align: fill, images aligned, frames kept (empty fish mask)
         "tasks": meta["task"].value_counts().to_dict(),
         "splits": {c: meta.loc[meta[c] != "", c].value_counts().to_dict() for c in split_cols},
     }
