@@ -62,8 +62,8 @@ def fish_pose(fish: np.ndarray) -> FishPose | None:
 
 
 def pose_transform(pose: FishPose, size: int, fill: float) -> tuple[np.ndarray, float, float, bool]:
-    """The 2x3 affine matrix taking frame pixels to aligned pixels, with its rotation (degrees,
-    counter-clockwise in the image as seen), scale and whether it mirrors."""
+    """The 2x3 affine matrix taking frame pixels to aligned pixels; the tilt it removes (degrees,
+    counter-clockwise as seen, of the fish after any mirroring); its scale; whether it mirrors."""
     hx, hy = pose.heading
     mirrored = bool(hx < 0)
     if mirrored:
@@ -71,7 +71,7 @@ def pose_transform(pose: FishPose, size: int, fill: float) -> tuple[np.ndarray, 
     angle = float(np.degrees(np.arctan2(hy, hx)))  # the axis's tilt, within (-90, 90]
     scale = fill * size / pose.length
     cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
-    rotate = np.array([[cos, sin], [-sin, cos]]) * scale  # turns the (unmirrored) axis onto +x
+    rotate = np.array([[cos, sin], [-sin, cos]]) * scale  # turns the (mirrored) head axis onto +x
     mirror = np.diag([-1.0, 1.0]) if mirrored else np.eye(2)
     linear = rotate @ mirror
     offset = np.array([size / 2, size / 2]) - linear @ pose.centre
