@@ -19,7 +19,6 @@ masks by nearest neighbour, all with the same transform.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,10 +116,9 @@ def align_dataset(data: StoredDataset, out: Path, fill: float = 0.9) -> Path:
                                                       data.mask(image_id, "pattern"), fill=fill)
             writer.add(image_id, image, fish, pattern, **{k: v for k, v in row.items() if k != "image_id"})
             records.append(record)
-        meta = data.meta.drop(columns=[c for c in ALIGN_COLUMNS if c in data.meta.columns]).reset_index(drop=True)
+        meta = data.meta.reset_index(drop=True)
         for column in ALIGN_COLUMNS:
             meta[column] = [r[column] for r in records]
         ok = int(meta["align_ok"].sum())
-        info = {**data.info, "aligned": {"fill": fill, "aligned": ok, "kept_frame": int(len(meta) - ok)}}
-        info = json.loads(json.dumps(info, default=str))
-        return writer.commit(info, metadata=meta)
+        return writer.commit({**data.info, "aligned": {"fill": fill, "aligned": ok, "kept_frame": int(len(meta) - ok)}},
+                             metadata=meta)

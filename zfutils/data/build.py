@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Callable
 
 from zfutils import paths
-from zfutils.data.align import align_dataset
 from zfutils.data.format import StoredDataset, read_dataset
 from zfutils.data.splits import assign_splits
 
@@ -80,6 +79,8 @@ def prepare_dataset(cfg: dict, root: Path | None = None, force: bool = False) ->
     existing = _read_if_matching(root, key)
     if existing is None or force:
         if cfg["data"]["align"]:  # the frames go to a sibling first: a failed alignment leaves `root` as it was
+            from zfutils.data.align import align_dataset  # OpenCV: only where a data set is built, not in every stage
+
             frames = root.parent / f".{root.name}.frames"
             try:
                 align_dataset(read_dataset(SOURCES[source](cfg, frames)), root, fill=cfg["data"]["align_fill"])
