@@ -37,7 +37,9 @@ def tiny_synth(cfg, out):
 
 
 def prepare_tiny_study(tmp_path: Path, monkeypatch, overrides: dict) -> dict:
-    """Stage 01 of the smoke preset on tiny_synth's data, in a work folder under `tmp_path`."""
+    """Stage 01 of the smoke preset on tiny_synth's data, in a work folder under `tmp_path`; the
+    overrides returned say the data's image size (a flattened head's input depends on it)."""
+    overrides = {"data.image_size": 32, **overrides}
     monkeypatch.setenv("ZF_WORKDIR", str(tmp_path / "work"))
     monkeypatch.setitem(build.SOURCES, "synth", tiny_synth)
     prepare_dataset(config.resolve("smoke", None, overrides))

@@ -76,3 +76,27 @@ def test_cam_watcher_saves_cams_overlays_and_focus_shares(tmp_path):
     resumed = classification.CamWatcher(watcher.watch, tmp_path)  # trained elsewhere (launch, a resumed run)
     resumed.restore(2)
     assert list(resumed.cams) == [1] and np.allclose(resumed.cams[1], watcher.cams[1], atol=1e-3)
+
+
+def test_head_comparison_trains_each_pooling_per_seed_and_reuses_the_main_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
+    data = split_data(tmp_path, size=32, per_session=4)
+    cfg = config.resolve("smoke", "aotgan", {"classify.init": "random", "data.image_size": 32, "classify.epochs": 1,
+                                             "classify.head_comparison.poolings": ["avg"],
+                                             "classify.head_comparison.modes": ["shallow"],
+                                             "classify.head_comparison.seeds": [0, 1]})
+    main = {"shallow": {"test": {"accuracy": 0.123}}}
+    rows = classification.head_comparison(cfg, data, tmp_path / "stage", "cpu", main)
+    assert [(r["pooling"], r["mode"], r["seed"], r["main_run"]) for r in rows] == [
+        ("flatten", "shallow", 0, True), ("flatten", "shallow", 1, False),
+        ("avg", "shallow", 0, False), ("avg", "shallow", 1, False)]
+    assert rows[0]["accuracy"] == 0.123
+    n_test = len(ClassificationSet(data, "test"))
+    assert all(r["n_test"] == n_test and 0 <= r["accuracy"] <= 1 for r in rows)
+    runs = sorted(p.name for p in (tmp_path / "stage" / "head_comparison").iterdir())
+    assert runs == ["avg-shallow-seed0", "avg-shallow-seed1", "flatten-shallow-seed1"]
+    log = (tmp_path / "stage" / "head_comparison" / "avg-shallow-seed0" / "train_log.jsonl").read_text()
+    again = classification.head_comparison(cfg, data, tmp_path / "stage", "cpu", main)  # finished runs resume at their end
+    assert again == rows
+    assert (tmp_path / "stage" / "head_comparison" / "avg-shallow-seed0" / "train_log.jsonl").read_text() == log
+    assert classification.pooling_label("flatten", 8) == "flatten 8x8" and classification.pooling_label("avg", 8) == "avg"

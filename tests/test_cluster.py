@@ -131,3 +131,33 @@ def test_table4_rows_one_row_per_encoder():
         assert m in t.columns and f"{m}_std" in t.columns and m in cluster.DIRECTION
     assert t.loc["ref-aotgan", "ari"] == pytest.approx(1.0) and t.loc["aotgan", "ari"] < 1
     assert set(cluster.DIRECTION.values()) == {"higher", "lower"} and cluster.DIRECTION["davies_bouldin"] == "lower"
+
+
+def test_long_embeddings_are_rotated_into_the_span_of_the_images_with_every_distance_kept():
+    """A flattened feature map is far longer than the number of images: the scores, k-means and
+    projections run on N coordinates with the same pairwise distances, and give what they give
+    on the full vectors."""
+    from scipy.spatial.distance import pdist
+
+    x, ids = blobs(n_ids=3, per_id=8, dim=500, spread=3.0)
+    original = x.copy()
+    reduced = cluster.distance_preserving(x)
+    assert reduced.shape == (24, 23)  # the centred rows span N - 1 dimensions
+    assert np.allclose(pdist(reduced), pdist(x), rtol=1e-9, atol=1e-9)
+    assert np.array_equal(x, original)
+    assert cluster.distance_preserving(x[:, :10]) is not None and cluster.distance_preserving(x[:, :10]).shape == (24, 10)
+    scaled = (x - x.mean(0)) / x.std(0)
+    assert np.allclose(pdist(cluster.prepare(x, "standard")), pdist(scaled))
+    scores = cluster.cluster_scores(x, ids, seeds=(0,))
+    labels = KMeans(n_clusters=3, init="k-means++", n_init=10, random_state=0).fit_predict(scaled)
+    assert scores["dim"] == 500
+    assert np.isclose(scores["silhouette"], skm.silhouette_score(scaled, labels))
+    assert np.isclose(scores["calinski_harabasz"], skm.calinski_harabasz_score(scaled, labels))
+    assert np.isclose(scores["ari"], skm.adjusted_rand_score(ids, labels))
+    pca_full = cluster.project(x, "pca")
+    from sklearn.decomposition import PCA
+
+    direct = PCA(n_components=2).fit_transform(scaled)
+    assert np.allclose(np.abs(pca_full), np.abs(direct), atol=1e-6)  # the same plane, up to each axis' sign
+    same = cluster.distance_preserving(np.ones((4, 9)))
+    assert same.shape == (4, 1) and not same.any()

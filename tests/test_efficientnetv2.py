@@ -186,12 +186,12 @@ def _classifier(name, **kwargs):
                       embed_dim=backbone.embed_dim(scale.get("width", 1.0)), **kwargs)
 
 
-def test_pooling_options_keep_the_study_default():
+def test_pooling_options_add_no_state_except_gems_p():
     avg = _classifier("aotgan")
     assert avg.pooling == "avg" and not any("pool" in k for k in avg.state_dict())
     gem = _classifier("aotgan", pooling="gem")
     assert "encoder.pool.p" in gem.state_dict() and any(p is gem.encoder.pool.p for p in gem.encoder.parameters())
-    with pytest.raises(ValueError, match="unknown classification pooling 'max'; known poolings: avg, gem"):
+    with pytest.raises(ValueError, match="unknown classification pooling 'max'; known poolings: flatten, avg, gem"):
         _classifier("aotgan", pooling="max")
     model = _classifier("efficientnetv2", head="arcface_dynamic", pooling="gem", class_counts=[1, 16, 81])
     assert torch.allclose(model.head.margins, torch.deg2rad(torch.tensor([28.6, 2.86 + 25.74 / 4, 2.86])))

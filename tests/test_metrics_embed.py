@@ -43,3 +43,20 @@ def test_embed_pools_encoder_features_and_roundtrips(tmp_path):
     assert [loaded["classes"][k] for k in loaded["label"]] == list(loaded["identity"])
     with pytest.raises(FileNotFoundError, match="run the stage"):
         load_embeddings(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("pooling, grid", [("flatten", None), ("flatten", 2), ("gem", None)])
+def test_embed_follows_the_classifier_pooling(tmp_path, pooling, grid):
+    """Stage 02's inpainting-only embeddings live in the space the classification head reads."""
+    from zfutils.models.classifier import Classifier
+
+    test = ClassificationSet(split_data(tmp_path), "test")
+    backbone = get("aotgan")
+    generator = backbone.build_generator(width=0.125, blocks=1)
+    vectors = embed(backbone, generator, test, batch_size=2, pooling=pooling, grid=grid)
+    model = Classifier(backbone=backbone, generator=generator, n_classes=3, embed_dim=backbone.embed_dim(0.125),
+                       neck="none", pooling=pooling, flatten_grid=grid, image_size=16).eval()
+    with torch.no_grad():
+        direct = model.embed(torch.stack([test[i]["image"] for i in range(len(test))]))
+    assert vectors.shape == (len(test), model.embed_dim) == tuple(direct.shape)
+    assert np.allclose(vectors, direct.numpy(), atol=1e-5)

@@ -113,3 +113,31 @@ def test_several_training_seeds_give_mean_and_std_cells(tmp_path, monkeypatch):
     means = pd.read_csv(paths.figures_dir("smoke") / "table1_ablation_deep.csv", index_col=0)
     stds = pd.read_csv(paths.figures_dir("smoke") / "table1_ablation_deep_std.csv", index_col=0)
     assert np.isclose(means.loc["lama", "pattern_only"], 0.7) and np.isclose(stds.loc["lama", "no_pattern"], 0.05)
+
+
+def test_head_comparison_table_gives_mean_std_per_pooling_and_the_chance_range(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
+    cfg = config.resolve("smoke")
+    d3 = paths.stage_dir("smoke", "03_finetune_classifier", "aotgan")
+    d3.mkdir(parents=True)
+    rows = [{"pooling": p, "mode": "shallow", "seed": s, "accuracy": a, "n_test": 60, "main_run": False}
+            for p, s, a in (("flatten", 0, 0.6), ("flatten", 1, 0.8), ("avg", 0, 0.2), ("avg", 1, 0.2))]
+    mode = {"init": {"init": "inpainting"}, "test": {"accuracy": 0.6, "macro_recall": 0.6, "macro_f1": 0.6},
+            "retrieval": {}, "history": []}
+    d3.joinpath("metrics.json").write_text(json.dumps({"shallow": mode, "chance": 1 / 6, "head_comparison": rows}))
+    found = {t.name: t for t in report.write(cfg, ["aotgan"])}
+    table = pd.read_csv(paths.figures_dir("smoke") / "head_comparison.csv", index_col=0)
+    assert np.isclose(table.loc["aotgan shallow", "flatten"], 0.7) and np.isclose(table.loc["aotgan shallow", "avg"], 0.2)
+    md = (paths.figures_dir("smoke") / "head_comparison.md").read_text()
+    low, high = report.chance_range(1 / 6, 60)
+    assert "**0.700 ± 0.100**" in md and "*0.200 ± 0.000*" in md and "2 training seeds" in md
+    assert f"{low:.3f}-{high:.3f}" in md and low < 1 / 6 < high
+    assert found["head_comparison"].mark == "row"
+
+
+def test_chance_range_holds_a_guessers_accuracy_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    low, high = report.chance_range(1 / 6, 64)
+    scores = rng.binomial(64, 1 / 6, 20000) / 64
+    inside = ((scores >= low) & (scores <= high)).mean()
+    assert 0.95 <= inside <= 0.99 and report.chance_range(0.5, 1000)[0] > 0.45

@@ -65,7 +65,8 @@ def build_classifier(cfg: dict, backbone: Backbone, state: dict | None, n_classe
     c = cfg["classify"]
     return Classifier(backbone=backbone, generator=generator, n_classes=n_classes,
                       embed_dim=backbone.embed_dim(cfg["model"]["width"]), head=c["head"], arcface=c["arcface"],
-                      neck=c["neck"], pooling=c["pooling"])
+                      neck=c["neck"], pooling=c["pooling"], flatten_grid=c["flatten_grid"],
+                      image_size=cfg["data"]["image_size"])
 
 
 def cam_watch_set(data: ClassificationSet, n: int) -> dict[str, torch.Tensor]:
@@ -211,7 +212,40 @@ def finetune_classifiers(stage: Stage, data: StoredDataset) -> dict[str, dict]:
     stage.log_metrics(chance=1 / len(results[next(iter(results))]["classes"]), head=stage.cfg["classify"]["head"])
     if stage.cfg["classify"]["leakage_check"]:
         stage.log_metrics(leakage=leakage_check(stage, data, results, device))
+    if stage.cfg["classify"]["head_comparison"]["poolings"]:
+        stage.log_metrics(head_comparison=head_comparison(stage.cfg, data, stage.dir, device, results))
     return results
+
+
+def pooling_label(pooling: str, grid: int | None) -> str:
+    """How a table names a pooling: `flatten`, `flatten 8x8` (averaged to a grid first), `avg`, `gem`."""
+    return f"flatten {grid}x{grid}" if pooling == "flatten" and grid is not None else pooling
+
+
+def head_comparison(cfg: dict, data: StoredDataset, stage_dir: Path, device: str, results: dict | None = None) -> list[dict]:
+    """Test accuracy of the classifier with each pooling (the configured one and
+    `classify.head_comparison.poolings`) in each of its modes, once per training seed: does the
+    head's input decide whether a frozen encoder identifies the fish? Each run resumes in
+    <stage dir>/head_comparison/<pooling>-<mode>-seed<s>/; the configured pooling at the run's own
+    seed is the main run (`results`). The grid of `classify.flatten_grid` applies to `flatten`."""
+    hc, c = cfg["classify"]["head_comparison"], cfg["classify"]
+    poolings = list(dict.fromkeys([c["pooling"], *hc["poolings"]]))
+    sets = {s: ClassificationSet(data, s) for s in ("train", "val", "test")}
+    rows = []
+    for pooling in poolings:
+        for mode in hc["modes"]:
+            for seed in hc["seeds"]:
+                main = pooling == c["pooling"] and int(seed) == config.training_seed(cfg) and mode in (results or {})
+                if main:
+                    test = results[mode]["test"]
+                else:
+                    run_cfg = {**cfg, "run_seed": int(seed), "classify": {**c, "pooling": pooling}}
+                    trainer, _, _ = train_classifier(run_cfg, mode, sets, Path(stage_dir) / "head_comparison" /
+                                                     f"{pooling}-{mode}-seed{seed}", device, tag=f"-{pooling}-seed{seed}")
+                    test = trainer.evaluate(sets["test"], len(sets["train"].classes))
+                rows.append({"pooling": pooling_label(pooling, c["flatten_grid"]), "mode": mode, "seed": int(seed),
+                             "accuracy": test["accuracy"], "n_test": len(sets["test"]), "main_run": bool(main)})
+    return rows
 
 
 def evaluate_matcher(stage: Stage, data: StoredDataset) -> dict[str, dict]:

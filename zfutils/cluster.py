@@ -12,7 +12,12 @@ against identities). MutInfo is read as unnormalised mutual information in nats 
 added since raw MI grows with k and cannot be compared across data sets. The study reports one
 number per encoder, neither seeds nor scaling; here k-means runs once per seed (mean and
 population std over seeds) and the `*_true` columns score the identities themselves as the
-partition, which tells an encoder that separates identities from a k-means run that missed it."""
+partition, which tells an encoder that separates identities from a k-means run that missed it.
+
+Long embeddings (a flattened feature map: up to a million numbers per image at the study's size)
+are first rotated into the span of the N images (`distance_preserving`): N coordinates whose
+pairwise distances are the original ones, so k-means, the scores and the projections compute
+the same thing at a fraction of the cost."""
 from __future__ import annotations
 
 import numpy as np
@@ -33,26 +38,42 @@ DIRECTION = {"silhouette": "higher", "davies_bouldin": "lower", "calinski_haraba
 
 
 def prepare(embeddings, scaling: str = "standard") -> np.ndarray:
-    """Float64 N x D embeddings, rescaled for Euclidean k-means and projections.
+    """Float64 embeddings, rescaled for Euclidean k-means and projections; longer than N, they
+    come back as N distance-preserving coordinates (`distance_preserving`).
 
     "standard" (per-feature zero mean, unit variance) is the default because k-means, silhouette
     and the projections use Euclidean distance, in which a few channels with variance orders of
     magnitude above the rest would decide alone (encoders differ here; a uniform scale factor
     alone would not matter, every score below is invariant to it). "l2" puts every embedding on
     the unit sphere, as cosine retrieval sees them. "none" keeps the raw features."""
-    x = np.asarray(embeddings, dtype=np.float64)
+    x = np.array(embeddings, dtype=np.float64)  # a copy: scaling works in place
     if x.ndim != 2:
         raise ValueError(f"embeddings must be N x D, got shape {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError(f"embeddings hold {int((~np.isfinite(x)).sum())} NaN or infinite values; "
                          "check the encoder output")
-    if scaling == "standard":
-        return StandardScaler().fit_transform(x) if len(x) else x.copy()
-    if scaling == "l2":
-        return normalize(x) if len(x) else x.copy()
-    if scaling == "none":
-        return x.copy()
-    raise ValueError(f"unknown scaling {scaling!r}; known: {', '.join(SCALINGS)}")
+    if scaling not in SCALINGS:
+        raise ValueError(f"unknown scaling {scaling!r}; known: {', '.join(SCALINGS)}")
+    if len(x) and scaling == "standard":
+        x = StandardScaler(copy=False).fit_transform(x)
+    elif len(x) and scaling == "l2":
+        x = normalize(x, copy=False)
+    return distance_preserving(x)
+
+
+def distance_preserving(x: np.ndarray) -> np.ndarray:
+    """N x D -> N x min(N, D) coordinates with the same pairwise Euclidean distances (and so the
+    same k-means partitions, cluster scores, t-SNE and UMAP inputs, and PCA up to sign): the
+    centred rows in the eigenbasis of their N x N Gram matrix, an exact PCA that keeps every
+    component. Embeddings with D <= N come back as they are."""
+    n, d = x.shape
+    if d <= n:
+        return x
+    centred = x - x.mean(axis=0)
+    eigenvalues, vectors = np.linalg.eigh(centred @ centred.T)
+    keep = eigenvalues > eigenvalues.max(initial=0.0) * 1e-12  # the centred rows span at most N - 1 dimensions
+    coords = vectors[:, keep] * np.sqrt(eigenvalues[keep])
+    return np.ascontiguousarray(coords[:, ::-1]) if coords.shape[1] else np.zeros((n, 1))
 
 
 def project(embeddings, method: str, seed: int = 0, *, scaling: str = "standard") -> np.ndarray:
@@ -143,7 +164,7 @@ def cluster_scores(embeddings, identities, k: int | None = None, seeds=(0, 1, 2,
         out[f"{m}_std"] = float(values.std())
     out.update({f"{m}_true": true_internal[m] for m in INTERNAL})
     out.update(k=k, n=n, n_identities=n_ids, seeds=seeds, scaling=scaling, per_seed=per_seed,
-               note="; ".join(notes))
+               dim=int(np.shape(embeddings)[1]), note="; ".join(notes))
     return out
 
 
@@ -153,7 +174,7 @@ def table4_rows(named: dict, **kw) -> pd.DataFrame:
     to `cluster_scores`. The caller formats it into the study's Table 4 (DIRECTION says which
     way is better)."""
     columns = [c for m in METRICS for c in (m, f"{m}_std")] + [f"{m}_true" for m in INTERNAL]
-    columns += ["k", "n", "n_identities", "note"]
+    columns += ["k", "n", "n_identities", "dim", "note"]
     rows = {}
     for name, (embeddings, identities) in named.items():
         scores = cluster_scores(embeddings, identities, **kw)

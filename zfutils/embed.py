@@ -1,6 +1,8 @@
 """Embeddings from an isolated encoder: the encoder reads the image with an all-zero mask in the
-backbone's own convention (as the study), and its feature map is average-pooled to one vector
-per image. Saved with ids and labels for the clustering stage."""
+backbone's own convention (as the study), and its feature map becomes one vector per image by the
+classifier's pooling (`classify.pooling`: flattened, as the study's head reads it, or pooled), so
+the inpainting-only embeddings live in the space the classification head starts from. Saved with
+ids and labels for the clustering stage."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,19 +13,23 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from zfutils.models.pooling import make_pooling
 from zfutils.models.registry import Backbone
 
 
 @torch.no_grad()
-def embed(backbone: Backbone, generator: nn.Module, data, batch_size: int = 32, device: str = "cpu") -> np.ndarray:
-    """N x D float32 embeddings of the images of `data` (a ClassificationSet or similar)."""
+def embed(backbone: Backbone, generator: nn.Module, data, batch_size: int = 32, device: str = "cpu", *,
+          pooling: str = "avg", grid: int | None = None) -> np.ndarray:
+    """N x D float32 embeddings of the images of `data` (a ClassificationSet or similar), the
+    feature map pooled by `pooling` (zfutils.models.pooling.make_pooling; GeM at its starting p)."""
     encoder = backbone.encoder(generator).eval().to(device)
+    pool = make_pooling(pooling, grid=grid).to(device)
     out = []
     for batch in tqdm(DataLoader(data, batch_size=batch_size, shuffle=False), desc=f"embed {backbone.name}", leave=False):
         image = batch["image"].to(device)
         features = encoder(backbone.encoder_input(image, torch.zeros_like(image[:, :1])))
-        out.append(features.mean(dim=(2, 3)).float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, backbone.embed_dim(1.0)), np.float32)
+        out.append(pool(features).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
 def save_embeddings(path: Path, embeddings: np.ndarray, data, **info) -> Path:

@@ -89,12 +89,14 @@ def finetune(stage: Stage, data: StoredDataset) -> dict:
     for name, column in (("embeddings.npz", "split"), ("embeddings_open.npz", "split_open")):
         rows = ClassificationSet(data, "test", column=column)  # the test split; the held-out individuals
         if len(rows):
-            vectors = embed(backbone, best, rows, cfg["embed"]["batch_size"], device)
+            vectors = embed(backbone, best, rows, cfg["embed"]["batch_size"], device,
+                            pooling=cfg["classify"]["pooling"], grid=cfg["classify"]["flatten_grid"])
             save_embeddings(stage.dir / name, vectors, rows, kind="inpainting", backbone=backbone.name, split=column)
     stage.log_metrics(init=init, loss_terms=recipe.terms(), dropped_terms=recipe.dropped, table3=table3, test=test,
                       sizes=parameter_counts(backbone, trainer.generator, trainer.discriminator, cfg["model"]["width"]),
                       embeddings={"files": ["embeddings.npz", "embeddings_open.npz"],
-                                  "dim": backbone.embed_dim(cfg["model"]["width"])},
+                                  "dim": int(vectors.shape[1]) if len(rows) else None,
+                                  "pooling": cfg["classify"]["pooling"], "flatten_grid": cfg["classify"]["flatten_grid"]},
                       device=device)
     return {"trainer": trainer, "backbone": backbone, "generator": best, "table3": table3, "test": test}
 

@@ -28,10 +28,22 @@ class Table:
 
 
 def _finite(value) -> list[float]:
-    """The finite numbers in a cell: one number, or a list of them (one per seed, None if missing)."""
+    """The finite numbers in a cell: one number, or a list of them (one per seed, None if missing;
+    nested where a cell's own seeds meet the pipeline's)."""
     if value is None:
         return []
-    return [float(v) for v in np.atleast_1d(np.asarray(value, dtype=object)) if v is not None and np.isfinite(float(v))]
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [v for item in value for v in _finite(item)]
+    return [float(value)] if np.isfinite(float(value)) else []
+
+
+def chance_range(chance: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The accuracies a classifier that guesses at `chance` reaches on `n` test images with
+    probability `level` (central binomial quantiles): a result inside is within noise of chance."""
+    from scipy.stats import binom
+
+    low, high = binom.ppf([(1 - level) / 2, (1 + level) / 2], n, chance)
+    return float(low) / n, float(high) / n
 
 
 def cell_mean(value) -> float:
@@ -259,7 +271,30 @@ def _classification_tables(m03: dict, note: str, open_unseen: bool = False) -> l
     if leak:
         out.append(Table("leakage", "Leakage check: shallow test accuracy, random vs session split", pd.DataFrame(leak).T,
                          "Same images and training; only the split differs. Inflation = random - session."))
-    return out
+    heads = _head_comparison_table(m03, note)
+    return out + ([heads] if heads else [])
+
+
+def _head_comparison_table(m03: dict, note: str) -> Table | None:
+    """Stage 03's head comparison (classify.head_comparison): test accuracy per backbone, mode and
+    pooling of the head's input, one number per training seed."""
+    rows, n_test, seeds, chance = {}, set(), set(), None
+    for b, m in m03.items():
+        for r in m.get("head_comparison", []):
+            rows.setdefault(_row(_label(b, m03), r["mode"]), {}).setdefault(r["pooling"], []).append(r["accuracy"])
+            n_test.add(r["n_test"])
+            seeds.add(r["seed"])
+        chance = m.get("chance", chance)
+    if not rows:
+        return None
+    n = max(n_test)
+    low, high = chance_range(chance, n)
+    return Table("head_comparison", "Head comparison: test accuracy by what the linear head reads", pd.DataFrame(rows).T,
+                 f"{note} Mean ± std over {len(seeds)} training seeds. flatten: the encoder's whole feature map "
+                 "flattened (the study's head, as the paper preset reads it); flatten GxG: the map averaged to a GxG "
+                 "grid first; avg: global average pooling; gem: generalized-mean pooling. On "
+                 f"{n} test images a classifier at chance ({chance:.3f}) scores {low:.3f}-{high:.3f} 95% of the time. "
+                 "Best per row in bold, worst in italic.", mark="row")
 
 
 def write(cfg: dict, backbones) -> list[Table]:

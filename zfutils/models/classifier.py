@@ -1,9 +1,10 @@
 """The study's classifier: a backbone's isolated encoder (reading the image with an all-zero mask,
-in the backbone's convention) + global pooling + one head.
+in the backbone's convention) + pooling + one head.
 
-Pooling: `avg` (global average pooling, the study's) or `gem` (generalized mean with a learnable
-p, as MiewID; p is an encoder parameter: it trains in deep mode and stays at 3 in shallow mode,
-see zfutils/models/pooling.py).
+Pooling (zfutils/models/pooling.py): `flatten` (the whole feature map flattened, optionally
+averaged to a grid first: the study's reading, which keeps where each stripe break sits), `avg`
+(global average pooling) or `gem` (generalized mean with a learnable p, as MiewID; p is an
+encoder parameter: it trains in deep mode and stays at 3 in shallow mode).
 
 Heads: `linear` (softmax + cross-entropy, as the study), `arcface` (sub-center ArcFace with one
 angular margin, from pytorch-metric-learning) or `arcface_dynamic` (sub-center ArcFace with
@@ -22,7 +23,8 @@ standardises each pooled vector on its own: it keeps the large mean profile ever
 and scales the differences between images down (with a randomly initialised AOT-GAN encoder a
 logistic regression reaches 0.19 test accuracy on 6 fish after it, 0.31 after per-dimension
 standardisation), which left stage 03's heads at chance. `none` is the study's head.
-Embeddings for retrieval and clustering are the pooled features before the neck.
+Embeddings for retrieval and clustering are the pooled (or flattened) features before the neck,
+so they are what the head reads.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import torch
 from torch import nn
 
 from zfutils.models.arcface import SubCenterArcFaceDynamic
-from zfutils.models.pooling import POOLINGS, GeM, PooledEncoder
+from zfutils.models.pooling import POOLINGS, GeM, PooledEncoder, feature_map_shape, make_pooling, pooled_dim
 from zfutils.models.registry import Backbone
 
 HEADS = ("linear", "arcface", "arcface_dynamic")
@@ -64,7 +66,10 @@ class Standardize(nn.BatchNorm1d):
 class Classifier(nn.Module):
     def __init__(self, *, backbone: Backbone, generator: nn.Module, n_classes: int, embed_dim: int,
                  head: str = "linear", arcface: dict | None = None, neck: str = "standardize", pooling: str = "avg",
-                 class_counts=None):
+                 class_counts=None, flatten_grid: int | None = None, image_size: int | None = None):
+        """`embed_dim` is the encoder map's channel count; with `pooling="flatten"` the head reads
+        C*H*W numbers (C*grid*grid with `flatten_grid`), and the whole map's H and W come from
+        running the encoder once on an `image_size` image."""
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown classification head '{head}'; known heads: {', '.join(HEADS)}")
@@ -72,14 +77,25 @@ class Classifier(nn.Module):
             raise ValueError(f"unknown classification neck '{neck}'; known necks: {', '.join(NECKS)}")
         if pooling not in POOLINGS:
             raise ValueError(f"unknown classification pooling '{pooling}'; known poolings: {', '.join(POOLINGS)}")
-        self.neck = {"standardize": lambda: Standardize(embed_dim),
-                     "layernorm": lambda: nn.LayerNorm(embed_dim, elementwise_affine=False),
-                     "none": nn.Identity}[neck]()
         self.backbone_name = backbone.name
         self.pooling = pooling
         self.encoder = backbone.encoder(generator)  # shares the generator's parameters
+        if pooling == "flatten":
+            if flatten_grid is None and image_size is None:
+                raise ValueError("pooling 'flatten' over the whole feature map needs image_size (the map's height "
+                                 "and width set the head's input size), or set flatten_grid")
+            map_shape = ((embed_dim, 1, 1) if flatten_grid is not None
+                         else feature_map_shape(self.encoder, backbone.encoder_input, image_size))
+            embed_dim = pooled_dim(pooling, map_shape, flatten_grid)
+        self.embed_dim = embed_dim
         if pooling == "gem":
             self.encoder = PooledEncoder(self.encoder, GeM(p=3.0))
+            self.pool = nn.Identity()  # GeM is the encoder's (see zfutils/models/pooling.py)
+        else:
+            self.pool = make_pooling(pooling, grid=flatten_grid)
+        self.neck = {"standardize": lambda: Standardize(embed_dim),
+                     "layernorm": lambda: nn.LayerNorm(embed_dim, elementwise_affine=False),
+                     "none": nn.Identity}[neck]()
         self.cam_layer = backbone.cam_layer(generator)
         self._encoder_input = backbone.encoder_input
         self.head_kind = head
@@ -100,10 +116,16 @@ class Classifier(nn.Module):
                                              sub_centers=opts.get("sub_centers", 3))
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:
-        """One vector per image: the encoder's feature map, average- or GeM-pooled."""
+        """One vector per image: the encoder's feature map, flattened, average- or GeM-pooled."""
         zeros = torch.zeros_like(image[:, :1])
         features = self.encoder(self._encoder_input(image, zeros))
-        return self.encoder.pool(features) if self.pooling == "gem" else features.mean(dim=(2, 3))
+        vector = self.encoder.pool(features) if self.pooling == "gem" else self.pool(features)
+        if vector.shape[1] != self.embed_dim:
+            raise ValueError(f"the classification head reads {self.embed_dim} numbers per image, but these "
+                             f"{tuple(image.shape[-2:])} images give {vector.shape[1]} ({self.pooling} of a "
+                             f"{tuple(features.shape[1:])} feature map): the head was sized for another image size; "
+                             "set data.image_size to the data's image size (or use classify.flatten_grid)")
+        return vector
 
     def set_class_counts(self, counts) -> None:
         """Training images per class (label order): the `arcface_dynamic` head's margins; no
