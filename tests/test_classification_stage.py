@@ -100,3 +100,17 @@ def test_head_comparison_trains_each_pooling_per_seed_and_reuses_the_main_run(tm
     assert again == rows
     assert (tmp_path / "stage" / "head_comparison" / "avg-shallow-seed0" / "train_log.jsonl").read_text() == log
     assert classification.pooling_label("flatten", 8) == "flatten 8x8" and classification.pooling_label("avg", 8) == "avg"
+
+
+def test_random_start_control_trains_each_mode_from_random_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
+    data = split_data(tmp_path, size=32, per_session=4)
+    cfg = config.resolve("smoke", "aotgan", {"data.image_size": 32, "classify.epochs": 1})  # init auto: stage 02's
+    calls = []
+    real = classification.initial_state
+    monkeypatch.setattr(classification, "initial_state", lambda c, b: calls.append(c["classify"]["init"]) or real(c, b))
+    out = classification.random_start_control(cfg, data, tmp_path / "stage", "cpu")
+    assert calls == ["random", "random"]  # no stage-02 checkpoint is needed, none is read
+    n_test = len(ClassificationSet(data, "test"))
+    assert set(out) == {"shallow", "deep"} and all(r["n_test"] == n_test and 0 <= r["accuracy"] <= 1 for r in out.values())
+    assert all((tmp_path / "stage" / "random_start" / m / "checkpoints" / "best.pt").is_file() for m in out)

@@ -122,7 +122,7 @@ def test_main_exit_codes_and_summary(stand_ins, monkeypatch, capsys):
     monkeypatch.setattr(paths, "NOTEBOOKS_DIR", stand_ins)
     assert pipeline.main(["--preset", "smoke", "--backbones", "aotgan", "--stages", "01,02"]) == 0
     out = capsys.readouterr().out
-    assert "02_each" in out and "figures and tables" in out
+    assert "02_each" in out and "figures and tables" in out and "wall time: " in out
     assert pipeline.main(["--preset", "smoke", "--backbones", "lama", "--stages", "02"]) == 1
     assert pipeline.main(["--preset", "nope"]) == 2
     assert "unknown preset 'nope'" in capsys.readouterr().err

@@ -130,8 +130,8 @@ def test_head_comparison_table_gives_mean_std_per_pooling_and_the_chance_range(t
     assert np.isclose(table.loc["aotgan shallow", "flatten"], 0.7) and np.isclose(table.loc["aotgan shallow", "avg"], 0.2)
     md = (paths.figures_dir("smoke") / "head_comparison.md").read_text()
     low, high = report.chance_range(1 / 6, 60)
-    assert "**0.700 ± 0.100**" in md and "*0.200 ± 0.000*" in md and "2 training seeds" in md
-    assert f"{low:.3f}-{high:.3f}" in md and low < 1 / 6 < high
+    assert "**0.700 ± 0.100**" in md and "*0.200 ± 0.000°*" in md and "2 training seeds" in md
+    assert f"{low:.3f}-{high:.3f} on 60 test images" in md and low < 1 / 6 < high
     assert found["head_comparison"].mark == "row"
 
 
@@ -141,3 +141,27 @@ def test_chance_range_holds_a_guessers_accuracy_95_percent_of_the_time():
     scores = rng.binomial(64, 1 / 6, 20000) / 64
     inside = ((scores >= low) & (scores <= high)).mean()
     assert 0.95 <= inside <= 0.99 and report.chance_range(0.5, 1000)[0] > 0.45
+
+
+def test_pretraining_table_sets_each_start_beside_its_random_control_and_marks_chance(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
+    cfg = config.resolve("smoke")
+    confusion = [[10, 0], [0, 10], [0, 0]]  # 20 test images
+    for b, (pre, rnd) in {"aotgan": (0.8, 0.2), "lama": (0.3, 0.7)}.items():
+        d3 = paths.stage_dir("smoke", "03_finetune_classifier", b)
+        d3.mkdir(parents=True)
+        mode = {"init": {"init": "inpainting"}, "test": {"accuracy": pre, "macro_recall": pre, "macro_f1": pre,
+                                                        "confusion": confusion},
+                "retrieval": {}, "history": []}
+        d3.joinpath("metrics.json").write_text(json.dumps({"deep": mode, "chance": 1 / 3, "random_start": {
+            "deep": {"accuracy": rnd, "macro_f1": rnd, "best_epoch": 3, "n_test": 20}}}))
+    report.write(cfg, ["aotgan", "lama"])
+    table = pd.read_csv(paths.figures_dir("smoke") / "pretraining.csv", index_col=0)
+    assert np.isclose(table.loc["aotgan deep", "difference"], 0.6) and np.isclose(table.loc["lama deep", "random start"], 0.7)
+    md = (paths.figures_dir("smoke") / "pretraining.md").read_text()
+    low, high = report.chance_range(1 / 3, 20)
+    assert low <= 0.3 <= high and not low <= 0.7 <= high
+    assert "0.300°" in md and "0.200°" in md and "0.800°" not in md and "Starting weights: inpainting" in md
+    assert "on 20 test images 95% of the time" in md
+    classification = (paths.figures_dir("smoke") / "classification.md").read_text()
+    assert "0.300°" in classification  # the accuracy column; macro F1 is not an accuracy

@@ -212,9 +212,26 @@ def finetune_classifiers(stage: Stage, data: StoredDataset) -> dict[str, dict]:
     stage.log_metrics(chance=1 / len(results[next(iter(results))]["classes"]), head=stage.cfg["classify"]["head"])
     if stage.cfg["classify"]["leakage_check"]:
         stage.log_metrics(leakage=leakage_check(stage, data, results, device))
+    if stage.cfg["classify"]["random_start_control"] and results[next(iter(results))]["init"]["init"] != "random":
+        stage.log_metrics(random_start=random_start_control(stage.cfg, data, stage.dir, device))
     if stage.cfg["classify"]["head_comparison"]["poolings"]:
         stage.log_metrics(head_comparison=head_comparison(stage.cfg, data, stage.dir, device, results))
     return results
+
+
+def random_start_control(cfg: dict, data: StoredDataset, stage_dir: Path, device: str) -> dict:
+    """Each mode trained again, identically but from random weights, in <stage dir>/random_start/:
+    the control without which no claim about pre-training can be read. {mode: test metrics}."""
+    sets = {s: ClassificationSet(data, s) for s in ("train", "val", "test")}
+    run_cfg = {**cfg, "classify": {**cfg["classify"], "init": "random"}}
+    out = {}
+    for mode in cfg["classify"]["modes"]:
+        trainer, best, _ = train_classifier(run_cfg, mode, sets, Path(stage_dir) / "random_start" / mode, device,
+                                            tag="-random-start")
+        test = trainer.evaluate(sets["test"], len(sets["train"].classes))
+        out[mode] = {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "best_epoch": best["best_epoch"],
+                     "n_test": len(sets["test"])}
+    return out
 
 
 def pooling_label(pooling: str, grid: int | None) -> str:

@@ -256,12 +256,15 @@ class _Plan:
                 self.record(job, (yield job, work))
 
 
-def summary(jobs: list[Job], preset: str) -> str:
+def summary(jobs: list[Job], preset: str, wall_s: float | None = None) -> str:
     lines = [f"{'stage':<28} {'backbone':<14} {'seed':>4} {'status':<8} {'seconds':>8}  note"]
     for j in jobs:
         seed = "-" if j.run_seed is None else str(j.run_seed)
         lines.append(f"{j.stage.name:<28} {j.backbone or '-':<14} {seed:>4} {j.status:<8} {j.seconds:>8.1f}  {j.message}")
     lines.append("")
+    if wall_s is not None:
+        busy = sum(j.seconds for j in jobs)
+        lines.append(f"wall time: {wall_s / 60:.1f} min ({wall_s:.0f} s; the notebooks' own seconds sum to {busy:.0f})")
     lines.append(f"runs (executed notebooks, config.yaml, metrics.json): {paths.runs_dir(preset)}")
     lines.append(f"figures and tables: {paths.figures_dir(preset)}")
     report = paths.figures_dir(preset) / "report.md"
@@ -295,12 +298,15 @@ def main(argv: list[str] | None = None) -> int:
         paths.runs_dir(args.preset).mkdir(parents=True, exist_ok=True)
         logging.basicConfig(filename=paths.runs_dir(args.preset) / "pipeline.log", level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(message)s")
+        started = time.monotonic()
         jobs = run(args.preset, split(args.backbones), split(args.stages), overrides, args.force,
                    executor=args.executor)
+        wall_s = time.monotonic() - started
     except (config.ConfigError, executors.ExecutorError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(summary(jobs, args.preset))
+    print(summary(jobs, args.preset, wall_s))
+    log.info("wall time %.0f s", wall_s)
     return 1 if any(j.status in ("failed", "blocked") for j in jobs) else 0
 
 

@@ -25,6 +25,19 @@ class Table:
     caption: str
     mark: str | None = None     # "row" or "column": where best/worst are marked
     higher_is_better: dict | bool = True
+    chance: tuple[float, int] | None = None   # (chance accuracy, test images): cells within noise of chance get NEAR_CHANCE
+    accuracy_columns: tuple[str, ...] | None = None   # the columns `chance` applies to; None: every column
+
+    def full_caption(self) -> str:
+        """The caption, with what the near-chance mark means where the table has one."""
+        if not (self.chance and self.chance[0] and self.chance[1]):
+            return self.caption
+        low, high = chance_range(*self.chance)
+        return (f"{self.caption} {NEAR_CHANCE}: within noise of chance (a classifier guessing at {self.chance[0]:.3f} "
+                f"scores {low:.3f}-{high:.3f} on {self.chance[1]} test images 95% of the time).")
+
+
+NEAR_CHANCE = "°"
 
 
 def _finite(value) -> list[float]:
@@ -74,6 +87,12 @@ def marked(table: Table, digits: int = 3) -> pd.DataFrame:
         values = means[column].dropna()
         if len(values) and (values == values.round()).all() and (values.abs() >= 1).all():
             text[column] = [mean_std(v, 0) for v in table.values[column]]
+    if table.chance and table.chance[0] and table.chance[1]:
+        low, high = chance_range(*table.chance)
+        columns = [c for c in text.columns if table.accuracy_columns is None or c in table.accuracy_columns]
+        for column in columns:
+            near = means[column].between(low, high)
+            text.loc[near, column] = text.loc[near, column] + NEAR_CHANCE
     if table.mark is None:
         return text
     lines = means.iterrows() if table.mark == "row" else means.items()
@@ -143,7 +162,7 @@ def merge_seeds(per_seed: list[list[Table]]) -> list[Table]:
         values = pd.DataFrame([[[cell(f, r, c) for f in frames] for c in columns] for r in index],
                               index=index, columns=columns, dtype=object)
         merged.append(Table(first.name, first.title, values, f"{first.caption} Mean ± std over {len(per_seed)} training seeds.",
-                            first.mark, first.higher_is_better))
+                            first.mark, first.higher_is_better, first.chance, first.accuracy_columns))
     return merged
 
 
@@ -157,13 +176,16 @@ def tables_of_seed(cfg: dict, backbones, run_seed: int | None) -> list[Table]:
     chance = next((m["chance"] for m in m03.values() if "chance" in m), None)
     note = _split_note(cfg, chance)
     out = []
+    ablation_test = max((m.get("ablation_set", {}).get("sizes", {}).get("test", 0) for m in m04.values()), default=0)
+    ablation_chance = next((m["chance"] for m in m04.values() if "chance" in m), chance)
     for number, mode in ((1, "deep"), (2, "shallow")):
         rows = {_label(b, m03): {r["condition"]: r["accuracy"] for r in m["results"] if r["mode"] in (mode, MATCHING)}
-                for b, m in m04.items() if "results" in m}
+                for b, m in m04.items() if "results" in m and any(r["mode"] == mode for r in m["results"])}
         if rows:
             out.append(Table(f"table{number}_ablation_{mode}", f"Table {number}: test accuracy by visible region, {mode} fine-tuning",
                              pd.DataFrame(rows).T, f"{note} Best region per model in bold, worst in italic. Methods "
-                             "without training (matching) appear in both tables with the same numbers.", mark="row"))
+                             "without training (matching) appear in both tables with the same numbers.", mark="row",
+                             chance=(ablation_chance, ablation_test)))
     if m02:
         rows = {b: {"lowest validation generator loss": m["table3"]["best_val_g_loss"], "batch size": m["table3"]["batch_size"],
                     "iterations": m["table3"]["best_iteration"], "test L1 (hole)": m["test"]["test_l1"],
@@ -206,7 +228,8 @@ def _shortcut_table(cfg: dict, m04: dict, backbones, note: str, run_seed: int | 
         for mode in ("deep", "shallow"):
             acc = {run: {r["condition"]: r["accuracy"] for r in m["results"] if r["mode"] == mode}
                    for run, m in ((base, m04_base[b]), ("shortcuts", m04[b]))}
-            rows[f"{b} {mode}"] = {f"{c} ({run})": acc[run].get(c) for c in SHORTCUT_CONDITIONS for run in acc}
+            if any(acc.values()):  # a mode neither run ablated (quick: shallow only) has no row
+                rows[f"{b} {mode}"] = {f"{c} ({run})": acc[run].get(c) for c in SHORTCUT_CONDITIONS for run in acc}
     if not rows:
         return None
     knobs = [k for k in ("shortcut_background", "shortcut_body") if synth[k]]
@@ -250,8 +273,10 @@ def _classification_tables(m03: dict, note: str, open_unseen: bool = False) -> l
             rnd, ses = m["leakage"].get("random"), m["leakage"].get("session")
             leak[label] = {"random split": rnd, "session split": ses,
                            "inflation": None if rnd is None or ses is None else rnd - ses}
+    chance, n_test = _chance_and_test_size(m03)
     out = [Table("classification", "Classification: test metrics of the fine-tuned classifiers", pd.DataFrame(cls).T,
-                 f"{note} Best per column in bold, worst in italic.", mark="column"),
+                 f"{note} Best per column in bold, worst in italic.", mark="column", chance=(chance, n_test),
+                 accuracy_columns=("accuracy",)),
            Table("retrieval", "Retrieval: top-k and mAP of the classifiers' embeddings", pd.DataFrame(ret).T,
                  f"{note} Known individuals: test images query all other classification images, same individual and "
                  "session excluded; held-out: the open split's held-out individuals query each other, leave-one-out"
@@ -271,8 +296,39 @@ def _classification_tables(m03: dict, note: str, open_unseen: bool = False) -> l
     if leak:
         out.append(Table("leakage", "Leakage check: shallow test accuracy, random vs session split", pd.DataFrame(leak).T,
                          "Same images and training; only the split differs. Inflation = random - session."))
-    heads = _head_comparison_table(m03, note)
-    return out + ([heads] if heads else [])
+    heads, starts = _head_comparison_table(m03, note), _pretraining_table(m03, note)
+    return out + [t for t in (starts, heads) if t]
+
+
+def _chance_and_test_size(m03: dict) -> tuple[float | None, int]:
+    """Chance accuracy and the number of test images of stage 03 (from a test confusion matrix)."""
+    chance = next((m["chance"] for m in m03.values() if "chance" in m), None)
+    sizes = [int(np.sum(r["test"]["confusion"])) for m in m03.values() for mode, r in m.items()
+             if isinstance(r, dict) and "confusion" in r.get("test", {})]
+    return chance, max(sizes, default=0)
+
+
+def _pretraining_table(m03: dict, note: str) -> Table | None:
+    """The study's central question: test accuracy from the backbone's starting weights (an
+    inpainting checkpoint, or ImageNet) beside the same training from random weights."""
+    rows = {}
+    for b, m in m03.items():
+        for mode, control in m.get("random_start", {}).items():
+            if mode in m:
+                start = m[mode]["init"]["init"]
+                rows[f"{b} {mode}"] = {"pre-trained start": start, "accuracy": m[mode]["test"]["accuracy"],
+                                       "random start": control["accuracy"],
+                                       "difference": m[mode]["test"]["accuracy"] - control["accuracy"]}
+    if not rows:
+        return None
+    chance, n_test = _chance_and_test_size(m03)
+    values = pd.DataFrame(rows).T
+    starts = sorted(set(values.pop("pre-trained start")))
+    return Table("pretraining", "Pre-training against none: test accuracy from the starting weights and from random ones",
+                 values, f"{note} Starting weights: {', '.join(starts)} (inpainting: the stage-02 checkpoint). The random "
+                 "start trains identically (same data, epochs, seed, head); difference = pre-trained - random. Two "
+                 "accuracies on the same test images differ by more than noise only where their intervals part.",
+                 chance=(chance, n_test), accuracy_columns=("accuracy", "random start"))
 
 
 def _head_comparison_table(m03: dict, note: str) -> Table | None:
@@ -287,14 +343,11 @@ def _head_comparison_table(m03: dict, note: str) -> Table | None:
         chance = m.get("chance", chance)
     if not rows:
         return None
-    n = max(n_test)
-    low, high = chance_range(chance, n)
     return Table("head_comparison", "Head comparison: test accuracy by what the linear head reads", pd.DataFrame(rows).T,
                  f"{note} Mean ± std over {len(seeds)} training seeds. flatten: the encoder's whole feature map "
                  "flattened (the study's head, as the paper preset reads it); flatten GxG: the map averaged to a GxG "
-                 "grid first; avg: global average pooling; gem: generalized-mean pooling. On "
-                 f"{n} test images a classifier at chance ({chance:.3f}) scores {low:.3f}-{high:.3f} 95% of the time. "
-                 "Best per row in bold, worst in italic.", mark="row")
+                 "grid first; avg: global average pooling; gem: generalized-mean pooling. Best per row in bold, worst "
+                 "in italic.", mark="row", chance=(chance, max(n_test)))
 
 
 def write(cfg: dict, backbones) -> list[Table]:
@@ -308,7 +361,7 @@ def write(cfg: dict, backbones) -> list[Table]:
         t.values.map(cell_mean).to_csv(target / f"{t.name}.csv")
         if t.values.map(lambda v: len(_finite(v)) > 1).any().any():  # several seeds: their spread beside the means
             t.values.map(cell_std).to_csv(target / f"{t.name}_std.csv")
-        text = f"## {t.title}\n\n{marked(t).to_markdown(disable_numparse=True)}\n\n{t.caption}\n"
+        text = f"## {t.title}\n\n{marked(t).to_markdown(disable_numparse=True)}\n\n{t.full_caption()}\n"
         (target / f"{t.name}.md").write_text(text)
         parts.append(text)
     (target / "report.md").write_text("\n".join(parts))
