@@ -35,7 +35,7 @@ def test_unknown_key_in_preset_file_names_file(tmp_path, monkeypatch):
 
 
 def test_unknown_preset_and_backbone_list_known():
-    with pytest.raises(config.ConfigError, match="known presets: paper, quick, shortcut, smoke"):
+    with pytest.raises(config.ConfigError, match="known presets: full, paper, quick, shortcut, smoke"):
         config.resolve("huge")
     with pytest.raises(config.ConfigError, match="known backbones: .*aotgan"):
         config.resolve("smoke", "resnet")
@@ -101,3 +101,34 @@ def test_training_seeds_and_their_run_folders():
     assert paths.run_stage_dir(run, "06_report", None) == paths.stage_dir("smoke", "06_report")  # shared stages: one folder
     with pytest.raises(config.ConfigError, match="distinct"):
         config.training_seeds(config.resolve("smoke", None, {"seeds": [1, 1]}))
+
+
+def _params(tmp_path, monkeypatch, preset: str):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "backbones").mkdir()
+    (tmp_path / "defaults.yaml").write_text("backbone: {name: null}\ntrain: {batch: 8, lr: 1}\n")
+    (tmp_path / "backbones" / "a.yaml").write_text("train: {batch: 16, lr: 2}\n")
+    (tmp_path / "backbones" / "b.yaml").write_text("train: {lr: 3}\n")
+    (tmp_path / "presets" / "p.yaml").write_text(preset)
+    monkeypatch.setattr(config, "PARAMS_DIR", tmp_path)
+
+
+def test_a_presets_per_backbone_values_beat_the_backbone_file_for_that_backbone_only(tmp_path, monkeypatch):
+    _params(tmp_path, monkeypatch, "train: {batch: 4}\nper_backbone:\n  a:\n    train: {batch: 2}\n")
+    assert config.resolve("p", "a")["train"] == {"batch": 2, "lr": 2}      # preset's per_backbone > backbone file
+    assert config.resolve("p", "b")["train"] == {"batch": 4, "lr": 3}      # other backbones: preset < backbone file
+    assert config.resolve("p")["train"] == {"batch": 4, "lr": 1}
+    assert config.resolve("p", "a", {"train.batch": 5})["train"]["batch"] == 5  # overrides still win
+    assert "per_backbone" not in config.resolve("p", "a")
+
+
+@pytest.mark.parametrize("section, message", [
+    ("per_backbone:\n  zz:\n    train: {batch: 2}\n", r"unknown backbone\(s\) zz under 'per_backbone' in params/presets/p\.yaml"),
+    ("per_backbone:\n  a: 3\n", r"'per_backbone\.a' in params/presets/p\.yaml must be a mapping"),
+    ("per_backbone:\n  a:\n    train: {batchz: 2}\n", r"unknown key 'train\.batchz' in params/presets/p\.yaml per_backbone\.a"),
+])
+def test_a_bad_per_backbone_section_is_named_for_every_backbone(tmp_path, monkeypatch, section, message):
+    _params(tmp_path, monkeypatch, section)
+    for backbone in (None, "b"):  # caught even when that backbone is not resolved
+        with pytest.raises(config.ConfigError, match=message):
+            config.resolve("p", backbone)
