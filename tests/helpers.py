@@ -1,10 +1,12 @@
 """What several test modules share: small data sets the tests write themselves (in the project's
-format), weight files in torchvision's format, a one-thread fixture for the large networks."""
+format), weight files in torchvision's format, a one-thread fixture for the large networks, and
+state_dicts in torch < 1.0's spectral-norm layout."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch.nn.utils.spectral_norm import SpectralNorm
 
 from zfutils import config
 from zfutils.data import build
@@ -63,3 +65,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pre_1_0_spectral_norm(module: torch.nn.Module) -> dict:
+    """`module`'s state_dict in the layout torch < 1.0 saved spectral-norm layers in: weight_orig,
+    weight_u and the normalized weight (what the layer computes in eval mode), no weight_v."""
+    state = module.state_dict()
+    for name, layer in module.named_modules(remove_duplicate=False):
+        for hook in layer._forward_pre_hooks.values():
+            if isinstance(hook, SpectralNorm):
+                key = f"{name}.weight" if name else "weight"
+                del state[key + "_v"]
+                state[key] = hook.compute_weight(layer, do_power_iteration=False).detach()
+    return state

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from zfutils import losses
@@ -56,6 +57,9 @@ def test_feature_matching_and_style_perceptual():
     a = [torch.ones(1, 2, 3, 3), torch.zeros(1, 2, 2, 2)]
     b = [torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 2, 2)]
     assert losses.feature_matching(a, b) == 0.5
+    assert losses.feature_matching(a, b, reduction="sum") == 1.0   # EdgeConnect's edge model sums its 5 layers
+    with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum'"):
+        losses.feature_matching(a, b, reduction="max")
     assert losses.perceptual(a, b, weights=[2.0, 1.0]) == 2.0
     assert losses.style(a, a) == 0 and losses.style(a, b) > 0
     g = losses.gram(torch.ones(1, 2, 2, 2))

@@ -46,8 +46,10 @@ def small():
 def test_registered_with_every_field():
     backbone = registry.get("aotgan")
     assert backbone is aotgan.BACKBONE and backbone.family == "inpainting"
-    network_fields = [f for f in backbone.__dataclass_fields__ if f != "matcher"]  # matcher: matching methods only
+    optional = ("matcher", "auxiliary")  # matcher: matching methods only; auxiliary: EdgeConnect's edge model
+    network_fields = [f for f in backbone.__dataclass_fields__ if f not in optional]
     assert all(getattr(backbone, f) is not None for f in network_fields) and backbone.matcher is None
+    assert backbone.auxiliary is None
     assert "G0000000.pt" in backbone.checkpoint_hint
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.helpers import pre_1_0_spectral_norm
 from tests.reference import REFERENCE, needs_reference
 from zfutils.models import edgeconnect as ec
 from zfutils.models import registry
@@ -206,12 +207,81 @@ def test_load_pretrained_errors_name_the_problem(tmp_path):
     bad = dict(loaded)
     bad["inpaint.encoder.1.bias"] = torch.zeros(3)
     del bad["edge.decoder.7.bias"]
-    bad["edge.encoder.1.weight"] = bad.pop("edge.encoder.1.weight_v")
+    bad["edge.encoder.1.weight"] = bad.pop("edge.encoder.1.weight_v")   # torch < 1.0's layout, misshapen
     with pytest.raises(CheckpointMismatch) as err:
         load_strict(ec.build_generator(width=0.25, blocks=1), bad, source="EdgeModel_gen.pth")
     message = str(err.value)
-    assert "2 missing: edge.encoder.1.weight_v, edge.decoder.7.bias" in message
-    assert "1 unexpected: edge.encoder.1.weight;" in message and "inpaint.encoder.1.bias" in message
+    assert "1 missing: edge.decoder.7.bias; 2 misshapen (file vs model): ('edge.encoder.1.weight', (147,), " \
+           "(16, 3, 7, 7)), ('inpaint.encoder.1.bias', (3,), (16,))." in message
+
+
+def _one_training_step(gen, dis):
+    """The power iteration a saved model has had: weight_u and weight_v no longer random."""
+    image, mask = torch.rand(1, 3, 64, 64), (torch.rand(1, 1, 64, 64) < 0.3).float()
+    with torch.no_grad():
+        result = ec.inpaint(gen.train(), image, mask)
+        ec.discriminate(dis.train(), image, mask)
+        ec.discriminate_edges(dis, result.extras["gray"], result.extras["canny"])
+    return gen.eval(), dis.eval()
+
+
+def _save_pre_1_6(folder, gen, dis):
+    """The release files as old torch wrote them: the non-zip format (torch < 1.6), spectral-norm
+    layers in torch < 1.0's layout (weight_orig, weight_u, weight)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    old_gen, old_dis = pre_1_0_spectral_norm(gen), pre_1_0_spectral_norm(dis)
+    for part in PARTS:
+        torch.save({"iteration": 5, "generator": _split(old_gen, part)}, folder / f"{ec.FILES[part]}_gen.pth",
+                   _use_new_zipfile_serialization=False)
+        torch.save({"discriminator": _split(old_dis, part)}, folder / f"{ec.FILES[part]}_dis.pth",
+                   _use_new_zipfile_serialization=False)
+    return old_gen
+
+
+def test_pre_1_0_spectral_norm_checkpoints_load_and_compute_the_same(tmp_path):
+    torch.manual_seed(0)
+    gen, dis = _one_training_step(ec.build_generator(width=0.25, blocks=1), ec.build_discriminator(width=0.25))
+    old_gen = _save_pre_1_6(tmp_path, gen, dis)
+    assert "edge.encoder.1.weight" in old_gen and "edge.encoder.1.weight_v" not in old_gen
+    loaded = ec.load_pretrained(tmp_path)
+    torch.manual_seed(1)
+    fresh_gen = load_strict(ec.build_generator(width=0.25, blocks=1), loaded["generator"], source="gen").eval()
+    fresh_dis = load_strict(ec.build_discriminator(width=0.25), loaded["discriminator"], source="dis").eval()
+    assert list(fresh_gen.state_dict()) == list(gen.state_dict())       # weight_v is back, computed by torch
+    image, mask = torch.rand(1, 3, 64, 64), (torch.rand(1, 1, 64, 64) < 0.3).float()
+    with torch.no_grad():
+        want, got = ec.inpaint(gen, image, mask), ec.inpaint(fresh_gen, image, mask)
+        assert _rel(got.extras["edge_output"], want.extras["edge_output"]) <= 1e-5
+        assert _rel(got.output, want.output) <= 1e-5
+        for part in PARTS:
+            x = torch.rand(1, 3 if part == "inpaint" else 2, 64, 64)
+            assert _rel(getattr(fresh_dis, part)(x)[0], getattr(dis, part)(x)[0]) <= 1e-5
+
+
+def test_pre_1_0_checkpoints_of_the_wrong_model_or_tampered_fail_clearly(tmp_path):
+    torch.manual_seed(0)
+    gen, dis = _one_training_step(ec.build_generator(width=0.25, blocks=1), ec.build_discriminator(width=0.25))
+    _save_pre_1_6(tmp_path, gen, dis)
+    loaded = ec.load_pretrained(tmp_path)
+    with pytest.raises(CheckpointMismatch, match=r"EdgeConnectGenerator: 42 misshapen \(file vs model\)") as err:
+        load_strict(ec.build_generator(width=0.5, blocks=1), loaded["generator"], source="EdgeModel_gen.pth")
+    assert "('edge.encoder.1.weight_orig', (16, 3, 7, 7), (32, 3, 7, 7))" in str(err.value)
+    assert "('edge.encoder.1.weight', (16, 3, 7, 7), (32, 3, 7, 7))" in str(err.value)
+    with pytest.raises(CheckpointMismatch, match="does not match EdgeConnectDiscriminator: 36 missing: edge.conv1.0"
+                                                 ".weight_orig, .* 44 unexpected: edge.encoder.1.bias") as err:
+        load_strict(ec.build_discriminator(width=0.25), loaded["generator"], source="EdgeModel_gen.pth")
+    assert "Spectral-norm layers" not in str(err.value)           # the layout hint only where it helps
+    bad = dict(loaded["generator"])
+    bad["edge.middle.0.conv_block.1.weight_x"] = bad.pop("edge.middle.0.conv_block.1.weight_u")
+    bad["edge.decoder.0.weight"] = torch.zeros(64, 32, 3, 3)
+    with pytest.raises(CheckpointMismatch) as err:
+        load_strict(ec.build_generator(width=0.25, blocks=1), bad, source="EdgeModel_gen.pth")
+    message = str(err.value)
+    assert message.startswith("EdgeModel_gen.pth does not match EdgeConnectGenerator: 2 missing: "
+                              "edge.middle.0.conv_block.1.weight_u, edge.middle.0.conv_block.1.weight_v; 2 unexpected: "
+                              "edge.middle.0.conv_block.1.weight, edge.middle.0.conv_block.1.weight_x; 1 misshapen "
+                              "(file vs model): ('edge.decoder.0.weight', (64, 32, 3, 3), (64, 32, 4, 4)).")
+    assert "torch < 1.0's weight_orig, weight_u, weight" in message
 
 
 @pytest.mark.parametrize("blocks", [None, 2])

@@ -1,5 +1,7 @@
 """LaMa big-lama: official layout, golden fidelity, checkpoint reading, scale knobs."""
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -167,6 +169,54 @@ def test_pickled_objects_need_trust(small, tmp_path):
         lama.load_pretrained(path)
     loaded = lama.load_pretrained(path, trust_pickle=True)
     load_strict(lama.build_generator(width=0.25, blocks=2), loaded["generator"], source=str(path))
+
+
+# Loads best.ckpt files where omegaconf and Lightning cannot be imported; prints what it found.
+NO_OMEGACONF = """
+import json, sys
+sys.modules["omegaconf"] = sys.modules["pytorch_lightning"] = None       # any import of them fails
+import torch
+from zfutils.models import lama
+from zfutils.models.checkpoints import CheckpointMismatch, load_strict
+good, tampered, expected = sys.argv[1:]
+gen = load_strict(lama.build_generator(width=0.25, blocks=2),
+                  lama.load_pretrained(good, trust_pickle=True)["generator"], source=good)
+want = torch.load(expected, weights_only=True)
+result = {"equal": all(torch.equal(v, want[k]) for k, v in gen.state_dict().items())}
+try:
+    load_strict(lama.build_generator(width=0.25, blocks=2),
+                lama.load_pretrained(tampered, trust_pickle=True)["generator"], source=tampered)
+except CheckpointMismatch as err:
+    result["error"] = str(err)
+print(json.dumps(result))
+"""
+
+
+def test_checkpoint_with_omegaconf_hyperparameters_loads_without_omegaconf(small, tmp_path):
+    omegaconf = pytest.importorskip("omegaconf")
+    hparams = omegaconf.OmegaConf.create({"generator": {"kind": "ffc_resnet", "ngf": 64, "n_blocks": 18},
+                                          "losses": {"l1": {"weight_known": 10.0}}, "stages": [1, 2],
+                                          "struct": omegaconf.SCMode.DICT})
+    omegaconf.OmegaConf.set_readonly(hparams, True)
+    state = {"generator." + k: v for k, v in small[0].state_dict().items()}
+    good = _lightning(tmp_path / "best.ckpt", state, hyper_parameters=hparams, hparams_name="kwargs",
+                      callbacks={omegaconf.ListConfig: {"best_model_score": torch.tensor(0.5)}})
+    written = torch.load(good, weights_only=False)                       # real OmegaConf objects went in
+    assert isinstance(written["hyper_parameters"], omegaconf.DictConfig)
+    assert isinstance(written["hyper_parameters"]._get_node("stages"), omegaconf.ListConfig)
+    state["generator.model.24.weight"] = torch.zeros(3, 3, 3, 3)
+    state["generator.model.34.kernel"] = state.pop("generator.model.34.weight")
+    tampered = _lightning(tmp_path / "tampered.ckpt", state, hyper_parameters=hparams)
+    expected = tmp_path / "expected.pt"
+    torch.save(small[0].state_dict(), expected)
+    run = subprocess.run([sys.executable, "-c", NO_OMEGACONF, str(good), str(tampered), str(expected)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert result["equal"]
+    assert result["error"].startswith(f"{tampered} does not match LamaGenerator: 1 missing: model.34.weight; "
+                                      "1 unexpected: model.34.kernel; 1 misshapen (file vs model): "
+                                      "('model.24.weight', (3, 3, 3, 3), ")
 
 
 def test_mismatches_are_listed(small, tmp_path):

@@ -1,52 +1,65 @@
-"""params/backbones/<name>.yaml runs the original training recipes: its optimiser and loss
-weights must agree with the facts each backbone module records (with sources) in `TRAINING`."""
+"""params/backbones/<name>.yaml runs the original training recipes: every value follows a fact
+cited to the official repository, commit, file and lines (zfutils/train/originals.py); each cited
+fact agrees with what the backbone module records in `TRAINING`; the paper preset trains each
+model at the study's batch size (its Table 3)."""
+import re
+
 import pytest
 
 from zfutils import config
 from zfutils.models import aotgan, deepfillv2, edgeconnect, lama
+from zfutils.train.originals import ORIGINALS, STUDY_BATCH
 
-T = {m.BACKBONE.name: m.TRAINING for m in (aotgan, deepfillv2, edgeconnect, lama)}
-# (our config path, the original's value); [-1,1]-range L1 counts twice on our [0,1] images
-CASES = {
-    "aotgan": [("lr_g", T["aotgan"]["optimizer"]["lr_generator"]), ("lr_d", T["aotgan"]["optimizer"]["lr_discriminator"]),
-               ("betas", list(T["aotgan"]["optimizer"]["betas"])), ("l1.weight", 2 * T["aotgan"]["loss_weights"]["l1"]),
-               ("style.weight", T["aotgan"]["loss_weights"]["style"]),
-               ("perceptual.weight", T["aotgan"]["loss_weights"]["perceptual"]),
-               ("adversarial.weight", T["aotgan"]["loss_weights"]["adversarial"]), ("adversarial.kind", "smgan"),
-               ("adversarial.judge", T["aotgan"]["adversarial"]["fake"])],
-    "deepfillv2": [("lr_g", T["deepfillv2"]["optimizer"]["lr_g"]), ("lr_d", T["deepfillv2"]["optimizer"]["lr_d"]),
-                   ("betas", list(T["deepfillv2"]["optimizer"]["betas_g"])),
-                   ("l1.weight", T["deepfillv2"]["l1"]["weight_in_unit_range"]),
-                   ("adversarial.kind", T["deepfillv2"]["adversarial"]["type"]),
-                   ("adversarial.weight", T["deepfillv2"]["adversarial"]["weight"]),
-                   ("adversarial.d_weight", T["deepfillv2"]["adversarial"]["d_terms_factor"]),
-                   ("adversarial.judge", T["deepfillv2"]["adversarial"]["fake"])],
-    "edgeconnect": [("lr_g", T["edgeconnect"]["optimizer"]["lr_g"]), ("lr_d", T["edgeconnect"]["optimizer"]["lr_d"]),
-                    ("betas", list(T["edgeconnect"]["optimizer"]["betas"])),
-                    ("l1.weight", T["edgeconnect"]["inpaint"]["l1_weight"]), ("l1.per_mask_mean", True),
-                    ("adversarial.weight", T["edgeconnect"]["inpaint"]["adversarial_weight"]),
-                    ("adversarial.kind", T["edgeconnect"]["adversarial"]["type"]), ("adversarial.d_weight", 0.5),
-                    ("perceptual.weight", T["edgeconnect"]["inpaint"]["perceptual_weight"]),
-                    ("style.weight", T["edgeconnect"]["inpaint"]["style_weight"]), ("style.masked", True),
-                    ("vgg_imagenet_norm", False)],
-    "lama": [("lr_g", T["lama"]["optimizer"]["generator"]["lr"]), ("lr_d", T["lama"]["optimizer"]["discriminator"]["lr"]),
-             ("betas", list(T["lama"]["optimizer"]["generator"]["betas"])),
-             ("l1.known", T["lama"]["losses"]["l1"]["weight_known"]), ("l1.hole", T["lama"]["losses"]["l1"]["weight_missing"]),
-             ("adversarial.weight", T["lama"]["losses"]["adversarial"]["weight"]),
-             ("adversarial.mask_as_fake_target", T["lama"]["losses"]["adversarial"]["mask_as_fake_target"]),
-             ("r1", T["lama"]["losses"]["adversarial"]["gp_coef"]),
-             ("feature_matching.weight", T["lama"]["losses"]["feature_matching"]["weight"]),
-             ("resnet_perceptual", T["lama"]["losses"]["resnet_pl"]["weight"]),
-             ("perceptual.weight", T["lama"]["losses"]["perceptual_vgg"]["weight"]),
-             ("grad_clip", T["lama"]["gradient_clip_val"])],
-}
+MODULES = {m.BACKBONE.name: m for m in (aotgan, deepfillv2, edgeconnect, lama)}
+REPOS = {"aotgan": "researchmm/AOT-GAN-for-Inpainting", "deepfillv2": "nipponjo/deepfillv2-pytorch",
+         "edgeconnect": "knazeri/edge-connect", "lama": "advimman/lama"}
+# how a training step runs: every recipe must say where its original does it
+STEP_FACTS = {"update_order", "adv_grads_into_d", "grad_clip", "lr_g", "lr_d", "betas"}
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_backbone_params_match_the_original_recipe(name):
+def _at(tree, dotted: str):
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_backbone_params_match_the_cited_original(name):
     inpaint = config.resolve("paper", name)["inpaint"]
-    for path, expected in CASES[name]:
-        value = inpaint
-        for part in path.split("."):
-            value = value[part]
-        assert value == expected, f"{name}: inpaint.{path} is {value!r}, the original uses {expected!r}"
+    for path, fact in ORIGINALS[name].items():
+        value = _at(inpaint, path)
+        assert value == fact.value, f"{name}: inpaint.{path} is {value!r}, the original uses {fact.value!r} ({fact.cite})"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_fact_cites_repository_commit_file_and_lines(name):
+    assert STEP_FACTS <= set(ORIGINALS[name]), f"{name}: uncited step facts {STEP_FACTS - set(ORIGINALS[name])}"
+    for path, fact in ORIGINALS[name].items():
+        cite = fact.cite
+        assert cite.repo == REPOS[name] and re.fullmatch(r"[0-9a-f]{40}", cite.commit), (path, cite)
+        assert cite.commit[:7] in MODULES[name].__doc__  # the commit our port of the networks follows
+        assert cite.file and not cite.file.startswith("/") and 1 <= cite.lines[0] <= cite.lines[1], (path, cite)
+        assert cite.url.startswith(f"https://github.com/{cite.repo}/blob/{cite.commit}/{cite.file}#L")
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_cited_facts_agree_with_the_modules_training_records(name):
+    """Where TRAINING records the same fact, it holds the same value ([-1, 1]-range L1 counts twice)."""
+    checked = 0
+    for path, fact in ORIGINALS[name].items():
+        if fact.recorded is None:
+            continue
+        recorded = _at(MODULES[name].TRAINING, fact.recorded)
+        recorded = list(recorded) if isinstance(recorded, tuple) else recorded
+        expected = fact.scale * recorded if fact.scale != 1.0 else recorded
+        assert fact.value == expected, f"{name}: {path} cites {fact.value!r}, TRAINING.{fact.recorded} says {recorded!r}"
+        checked += 1
+    assert checked >= 5
+
+
+def test_paper_preset_trains_each_model_at_the_studys_batch_size():
+    for name, batch in STUDY_BATCH.items():
+        assert config.resolve("paper", name)["inpaint"]["batch_size"] == batch, name
+    # the per-backbone value belongs to the paper preset alone
+    assert config.resolve("quick", "lama")["inpaint"]["batch_size"] == config.resolve("quick", "aotgan")["inpaint"]["batch_size"]
+    assert config.resolve("paper", None)["inpaint"]["batch_size"] == 8

@@ -1,4 +1,5 @@
-"""Resolved run configuration: defaults < preset < backbone < overrides, deep-merged.
+"""Resolved run configuration: defaults < preset < backbone < the preset's per-backbone values <
+overrides, deep-merged.
 
 Papermill's own parameter merge is shallow and only warns on unknown names; here an unknown key
 anywhere is an error naming its full dotted path, so a typo never silently runs the wrong study.
@@ -84,20 +85,47 @@ def preset_chain(preset: str) -> list[str]:
     return chain
 
 
+def per_backbone_sections(layer: Mapping, origin: str) -> dict:
+    """A preset's `per_backbone` section: {backbone: values}, merged after the backbone's own file,
+    so a preset can set one backbone's value at its scale (the paper preset: LaMa's batch of 4,
+    the study's Table 3) where a backbone file would set it for every preset."""
+    sections = layer.get("per_backbone") or {}
+    if not isinstance(sections, Mapping):
+        raise ConfigError(f"'per_backbone' in {origin} must map backbone names to values, got {sections!r}")
+    unknown = sorted(set(sections) - set(available("backbones")))
+    if unknown:
+        raise ConfigError(f"unknown backbone(s) {', '.join(unknown)} under 'per_backbone' in {origin}; "
+                          f"known backbones: {', '.join(available('backbones'))}")
+    for name, values in sections.items():
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"'per_backbone.{name}' in {origin} must be a mapping of config keys, got {values!r}")
+    return dict(sections)
+
+
 def resolve(preset: str, backbone: str | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
-    """The run's configuration. Raises ConfigError for an unknown preset, backbone or key."""
+    """The run's configuration: defaults < preset(s) < backbone file < the presets' `per_backbone`
+    values for that backbone < overrides. Raises ConfigError for an unknown preset, backbone or key."""
     if preset not in available("presets"):
         raise ConfigError(f"unknown preset '{preset}'; known presets: {', '.join(available('presets'))}")
     cfg = load_yaml(PARAMS_DIR / "defaults.yaml")
+    per_backbone = []
     for name in preset_chain(preset):
-        layer = {k: v for k, v in load_yaml(PARAMS_DIR / "presets" / f"{name}.yaml").items() if k != "extends"}
-        cfg = deep_merge(cfg, layer, origin=f"params/presets/{name}.yaml")
+        origin = f"params/presets/{name}.yaml"
+        raw = load_yaml(PARAMS_DIR / "presets" / f"{name}.yaml")
+        layer = {k: v for k, v in raw.items() if k not in ("extends", "per_backbone")}
+        cfg = deep_merge(cfg, layer, origin=origin)
+        for key, values in per_backbone_sections(raw, origin).items():
+            deep_merge(cfg, values, origin=f"{origin} per_backbone.{key}")  # a typo fails for every backbone
+            per_backbone.append((key, values, f"{origin} per_backbone.{key}"))
     cfg["preset"] = preset
     if backbone:
         if backbone not in available("backbones"):
             raise ConfigError(f"unknown backbone '{backbone}'; known backbones: {', '.join(available('backbones'))}")
         cfg = deep_merge(cfg, load_yaml(PARAMS_DIR / "backbones" / f"{backbone}.yaml"),
                          origin=f"params/backbones/{backbone}.yaml")
+        for key, values, origin in per_backbone:
+            if key == backbone:
+                cfg = deep_merge(cfg, values, origin=origin)
         cfg["backbone"]["name"] = backbone
     if overrides:
         cfg = deep_merge(cfg, dotted_to_nested(overrides), origin="overrides")

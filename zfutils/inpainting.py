@@ -86,16 +86,19 @@ def finetune(stage: Stage, data: StoredDataset) -> dict:
     table3 = fit(trainer, cfg, data)
     best = trainer.load_best()
     test = evaluate_inpainting(backbone, best, InpaintingSet(data, "test", flips), ic["batch_size"], device)
+    dims = []
     for name, column in (("embeddings.npz", "split"), ("embeddings_open.npz", "split_open")):
         rows = ClassificationSet(data, "test", column=column)  # the test split; the held-out individuals
         if len(rows):
             vectors = embed(backbone, best, rows, cfg["embed"]["batch_size"], device,
                             pooling=cfg["classify"]["pooling"], grid=cfg["classify"]["flatten_grid"])
             save_embeddings(stage.dir / name, vectors, rows, kind="inpainting", backbone=backbone.name, split=column)
+            dims.append(int(vectors.shape[1]))
     stage.log_metrics(init=init, loss_terms=recipe.terms(), dropped_terms=recipe.dropped, table3=table3, test=test,
+                      training=recipe.describe(backbone),  # update order; EdgeConnect: edge-model mode (MODEL=4)
                       sizes=parameter_counts(backbone, trainer.generator, trainer.discriminator, cfg["model"]["width"]),
                       embeddings={"files": ["embeddings.npz", "embeddings_open.npz"],
-                                  "dim": int(vectors.shape[1]) if len(rows) else None,
+                                  "dim": dims[0] if dims else None,
                                   "pooling": cfg["classify"]["pooling"], "flatten_grid": cfg["classify"]["flatten_grid"]},
                       device=device)
     return {"trainer": trainer, "backbone": backbone, "generator": best, "table3": table3, "test": test}

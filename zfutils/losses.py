@@ -84,13 +84,19 @@ def smgan_g(fake: Tensor, mask: Tensor) -> Tensor:
 ADVERSARIAL = {"hinge": (hinge_d, hinge_g), "nsgan": (nsgan_d, nsgan_g), "smgan": (smgan_d, smgan_g)}
 
 
-def feature_matching(real_feats: list[Tensor], fake_feats: list[Tensor], distance: str = "l1") -> Tensor:
-    """Mean over layers of the L1 (EdgeConnect) or squared (LaMa, `distance="l2"`) distance between
-    discriminator features of real and fake images (real ones detached)."""
+def feature_matching(real_feats: list[Tensor], fake_feats: list[Tensor], distance: str = "l1",
+                     reduction: str = "mean") -> Tensor:
+    """The L1 (EdgeConnect) or squared (LaMa, `distance="l2"`) distance between discriminator
+    features of real and fake images (real ones detached), per layer, then the mean over layers
+    (LaMa, losses/feature_matching.py) or, with `reduction="sum"`, their sum (EdgeConnect's edge
+    model, src/models.py)."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"feature_matching reduction must be 'mean' or 'sum', got {reduction!r}")
     if not real_feats:
         return fake_feats[0].new_zeros(()) if fake_feats else torch.zeros(())
     dist = {"l1": F.l1_loss, "l2": F.mse_loss}[distance]
-    return sum(dist(f, r.detach()) for r, f in zip(real_feats, fake_feats)) / len(real_feats)
+    total = sum(dist(f, r.detach()) for r, f in zip(real_feats, fake_feats))
+    return total / len(real_feats) if reduction == "mean" else total
 
 
 def r1_penalty(real_logits: Tensor, real_images: Tensor) -> Tensor:

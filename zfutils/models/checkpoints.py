@@ -8,6 +8,9 @@ from typing import Mapping
 
 import torch
 from torch import nn
+from torch.nn.utils.spectral_norm import SpectralNorm
+
+from zfutils.models.checkpoint_pickle import TENSORS_ONLY
 
 
 class CheckpointMismatch(ValueError):
@@ -15,18 +18,36 @@ class CheckpointMismatch(ValueError):
 
 
 def read_checkpoint(path, *, how_to_get: str, trust_pickle: bool = False):
-    """torch.load with weights_only=True unless `trust_pickle` (for containers that pickle more
-    than tensors, such as Lightning checkpoints: only for files from a source you trust)."""
+    """torch.load with weights_only=True, or, with `trust_pickle`, through the tensors-only reader
+    (checkpoint_pickle.py) for containers that pickle more than tensors, such as LaMa's Lightning
+    best.ckpt with its OmegaConf hyper-parameters: the tensors come back as they are, every other
+    class the file names becomes an inert stand-in, so omegaconf and Lightning need not be installed.
+
+    The reader imports none of the file's classes, which makes it far safer than plain pickle, but
+    weights_only=True stays the default and the reader stays behind the same opt-in: it is our own
+    code on torch's weights_only=False path, where torch's tensor-rebuild functions take their
+    arguments straight from the file, and weights_only=True is the reader torch audits."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; {how_to_get}")
+    if trust_pickle:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=TENSORS_ONLY)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, TypeError, AttributeError,
+                ValueError, KeyError, IndexError) as err:
+            raise CheckpointMismatch(f"{path} could not be read even with trust_pickle=True, which reads only "
+                                     f"its tensors ({type(err).__name__}: {err}); {how_to_get}") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        lines = str(err).splitlines() or [""]
+        why = next((line for line in lines if "GLOBAL" in line), lines[0])     # torch names the class there
+        why = why.split("error: ")[-1].split(" was not an allowed")[0].strip().rstrip(".")
         raise CheckpointMismatch(
-            f"{path} holds more than tensors, so it cannot be loaded with weights_only=True ({str(err).splitlines()[0]}); "
-            "if you trust where the file came from, load it with trust_pickle=True "
-            "(params: model.trust_pickle: true)") from None
+            f"{path} holds more than tensors, so it cannot be loaded with weights_only=True "
+            f"({why}); if you trust where the file came from, load it with "
+            "trust_pickle=True (params: model.trust_pickle: true): that reads its tensors and imports none "
+            "of the other classes it names") from None
     except (RuntimeError, EOFError, OSError) as err:
         raise CheckpointMismatch(f"{path} is not a readable torch checkpoint ({err}); {how_to_get}") from None
 
@@ -50,12 +71,31 @@ def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, to
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def legacy_spectral_norm(module: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """{"<layer>.weight_v": "<layer>.weight"} for every spectral-norm layer of `module` that `state`
+    holds in the layout torch saved before 1.0 (weight_orig, weight_u and the normalized weight, no
+    weight_v), as EdgeConnect files saved back then do. torch's own load hook
+    (SpectralNormLoadStateDictPreHook) computes weight_v from the other three when the state is loaded."""
+    legacy = {}
+    for prefix, layer in module.named_modules(remove_duplicate=False):     # a shared layer is stored under each name
+        for hook in layer._forward_pre_hooks.values():
+            if isinstance(hook, SpectralNorm):
+                key = f"{prefix}.{hook.name}" if prefix else hook.name
+                if key + "_v" not in state and all(k in state for k in (key, key + "_orig", key + "_u")):
+                    legacy[key + "_v"] = key
+    return legacy
+
+
 def mismatch_report(module: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple[list, list, list]:
+    """(missing, unexpected, misshapen) keys of `state` for `module`; a pre-1.0 spectral-norm layer's
+    `weight` stands for its `weight_v` and must have the shape of its `weight_orig`."""
     own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    misshapen = [(k, tuple(state[k].shape), tuple(own[k].shape)) for k in own
-                 if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    legacy = legacy_spectral_norm(module, state)
+    expected = {legacy.get(k, k): (own[legacy[k] + "_orig"] if k in legacy else own[k]).shape for k in own}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshapen = [(k, tuple(state[k].shape), tuple(shape)) for k, shape in expected.items()
+                 if k in state and tuple(state[k].shape) != tuple(shape)]
     return missing, unexpected, misshapen
 
 
@@ -72,8 +112,14 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], *, source:
             parts.append(f"{len(unexpected)} unexpected: {show(unexpected)}")
         if misshapen:
             parts.append(f"{len(misshapen)} misshapen (file vs model): {show(misshapen)}")
+        old_layout = any(k.endswith("weight_v") and k[:-2] in state for k in missing)
+        layouts = ("Spectral-norm layers load in either layout (weight_orig, weight_u, weight_v, or torch < 1.0's "
+                   "weight_orig, weight_u, weight). " if old_layout else "")
         raise CheckpointMismatch(
-            f"{source} does not match {type(module).__name__}: " + "; ".join(parts)
-            + ". Is it the right checkpoint, and is the model at its official size (width 1, default blocks)?")
+            f"{source} does not match {type(module).__name__}: " + "; ".join(parts) + ". " + layouts
+            + "Is it the right checkpoint, and is the model at its official size (width 1, default blocks)?")
+    if legacy_spectral_norm(module, state):
+        # a plain dict has no _metadata, so torch's spectral-norm hook takes the layout as pre-1.0 and converts it
+        state = dict(state)
     module.load_state_dict(state, strict=True)
     return module

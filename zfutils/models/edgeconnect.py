@@ -27,6 +27,7 @@ from zfutils.models.edgeconnect_edges import canny_edges, gray_and_edges
 from zfutils.models.edgeconnect_networks import (
     EdgeConnectDiscriminator, EdgeConnectGenerator, channels, inpaint_input,
 )
+from zfutils.models.edgeconnect_training import AUXILIARY, discriminate_edges  # noqa: F401 (discriminate_edges: API)
 from zfutils.models.registry import Backbone, InpaintResult, register
 
 RELEASE = "https://drive.google.com/drive/folders/158ch9Psjop0mQEdeIp9DKjrYIGTDsZKN"
@@ -83,8 +84,9 @@ def _network_size(n: int) -> int:
 
 
 def inpaint(generator: EdgeConnectGenerator, image: torch.Tensor, mask: torch.Tensor) -> InpaintResult:
-    """The joint pipeline (edge_connect.py sample() / MODEL=3): gray and Canny edges of the whole image,
-    the edge generator's map merged into the hole, then the inpainting generator.
+    """The joint pipeline (edge_connect.py sample() / MODEL=3 / MODEL=4): gray and Canny edges of the
+    whole image, the edge generator's map merged into the hole, then the inpainting generator (how the
+    edge model trains: edgeconnect_training.py).
     extras: `edges` (merged map the inpainter saw), `edge_output` (raw edge generator output), `gray`,
     `canny` (the Canny edges), all Bx1xHxW in [0, 1]."""
     gray, edges = gray_and_edges(image)
@@ -104,13 +106,6 @@ def discriminate(discriminator: EdgeConnectDiscriminator, image: torch.Tensor, m
     """The inpainting discriminator on an RGB image in [0, 1] (the mask is not fed, as in the original).
     Returns (logits = conv5 before the sigmoid, [conv1..conv5]); the original applies the sigmoid and BCE."""
     _, feats = discriminator.inpaint(image)
-    return feats[-1], feats
-
-
-def discriminate_edges(discriminator: EdgeConnectDiscriminator, gray: torch.Tensor, edges: torch.Tensor):
-    """The edge discriminator on cat([gray, edges]) (EdgeModel.process: real = Canny edges, fake = the
-    raw edge output). Returns (logits, [conv1..conv5]); its features feed the feature-matching loss."""
-    _, feats = discriminator.edge(torch.cat([gray, edges], dim=1))
     return feats[-1], feats
 
 
@@ -170,4 +165,5 @@ BACKBONE = register(Backbone(
                     "EdgeModel_gen.pth and InpaintingModel_gen.pth (EdgeModel_dis.pth / InpaintingModel_dis.pth "
                     "are optional)",
     missing_fill=(1.0, 1.0, 1.0),
+    auxiliary=AUXILIARY,
 ))

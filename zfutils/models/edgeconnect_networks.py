@@ -141,9 +141,11 @@ class EdgeConnectGenerator(nn.Module):
 
     forward(image, gray, edges, mask) runs the joint pipeline of edge_connect.py (MODEL 3/4, sample()):
     the edge map is predicted, merged with the known edges outside the hole and fed to the inpainting
-    generator. The merge is not detached: MODEL=4 (joint) lets the inpainting losses reach the edge
-    generator, MODEL=3 and test() detach it; a trainer that wants MODEL=3 detaches `merged` itself.
+    generator. The merge is not detached by default: MODEL=4 (joint) lets the inpainting losses reach
+    the edge generator; `detach_edges = True` is MODEL=3 (edgeconnect_training.configure sets it).
     """
+
+    detach_edges = False  # MODEL=3: the inpainting losses stop at the edges (src/edge_connect.py:145)
 
     def __init__(self, *, width: float = 1.0, blocks: int | None = None):
         super().__init__()
@@ -153,6 +155,8 @@ class EdgeConnectGenerator(nn.Module):
     def forward(self, image, gray, edges, mask):
         edge_output = self.edge(edge_input(gray, edges, mask))
         merged = edge_output * mask + edges * (1 - mask)
+        if self.detach_edges:
+            merged = merged.detach()
         return edge_output, merged, self.inpaint(inpaint_input(image, merged, mask))
 
 

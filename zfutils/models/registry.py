@@ -27,6 +27,27 @@ class InpaintResult:
 
 
 @dataclass(frozen=True)
+class AuxiliaryModel:
+    """A network pair that a backbone trains beside its main generator and discriminator with
+    losses of its own (EdgeConnect's edge generator and edge discriminator, which live inside the
+    registry's generator and discriminator), so the loss recipe can add them without knowing the
+    backbone.
+
+    - `section`: its settings in cfg['inpaint'] (with a `mode`).
+    - `modes`: each mode it can train in, with what the original calls it (joint: MODEL=4).
+    - `configure(generator, mode)`: sets the generator up for a mode (e.g. detach what it hands on).
+    - `generator_terms(settings, mode, discriminator, image, mask, result)` and
+      `discriminator_terms(...)`: its weighted loss terms by name, added to the generator's and the
+      discriminator's totals (empty in a mode where it does not train).
+    """
+    section: str
+    modes: dict[str, str]
+    configure: Callable[[nn.Module, str], None]
+    generator_terms: Callable[..., dict[str, Tensor]]
+    discriminator_terms: Callable[..., dict[str, Tensor]]
+
+
+@dataclass(frozen=True)
 class Backbone:
     """Everything a stage needs about one backbone.
 
@@ -49,6 +70,7 @@ class Backbone:
     - `matcher`: for a method without a network (family `matching`, zfutils/models/localmatch.py),
       the settings of its zfutils.localfeatures.LocalFeatureIndex; stages evaluate it by matching
       instead of training it, and its network callables say that it has none.
+    - `auxiliary`: a second network pair trained with its own losses (AuxiliaryModel), if any.
     """
     name: str
     family: str
@@ -64,6 +86,7 @@ class Backbone:
     checkpoint_hint: str = ""
     missing_fill: tuple[float, float, float] = (0.5, 0.5, 0.5)
     matcher: dict | None = None
+    auxiliary: AuxiliaryModel | None = None
 
 
 BACKBONES: dict[str, Backbone] = {}

@@ -70,8 +70,10 @@ class Compute:
             (hot or module).compile()
         return module
 
-    def backward(self, loss: torch.Tensor) -> None:
-        self.scaler.scale(loss).backward()
+    def backward(self, loss: torch.Tensor, inputs: list[torch.Tensor] | None = None) -> None:
+        """Backward of the (fp16: scaled) loss; with `inputs`, gradients reach only those tensors
+        (one network's parameters, so the other's gradients are neither computed nor changed)."""
+        self.scaler.scale(loss).backward(inputs=inputs)
 
     def step(self, optimizer: torch.optim.Optimizer, clip: float | None = None, parameters=None) -> None:
         """One optimiser step after `backward`: unscale (fp16) before clipping, skip on overflow."""

@@ -4,6 +4,15 @@ Per epoch: shuffled training batches (order seeded by seed and epoch, so a resum
 batches an uninterrupted one would), a validation generator loss (the study picks the checkpoint
 with the lowest one, its Table 3), `last.pt` for resuming and `best.pt` for later stages. A NaN or
 infinite loss stops the run with a clear message and leaves the last good checkpoint in place.
+
+One training step follows its original's order (`inpaint.update_order`, set per backbone):
+`d_then_g` (DeepFillV2: D steps, then G is judged by the updated D), `g_then_d` (LaMa under
+Lightning: G steps, then D steps on fresh fakes of the updated G) or `simultaneous` (AOT-GAN,
+EdgeConnect: both losses from one forward and one D state, then both step; with
+`adv_grads_into_d`, as AOT-GAN, D's step also takes the gradient G's adversarial loss leaves on it).
+Each backward reaches only the parameters of the network it is meant for, and `grad_clip` clips
+each network's own gradients before its step.
+
 Under torchrun (zfutils/train/launch.py) each rank trains on its share of every batch and the
 gradients of both networks are averaged by hand (distributed.average_gradients says why not DDP);
 rank 0 validates, logs and saves.
@@ -51,7 +60,7 @@ class InpaintTrainer(Resumable):
     stamp: str = ""                 # identifies the config: a checkpoint of another config is not resumed
     max_batches: int | None = None  # cap on training batches per epoch (smoke)
     val_every: int = 0              # extra validations every K iterations (0: once per epoch)
-    grad_clip: float | None = None  # max gradient norm of the generator (LaMa clips at 1)
+    grad_clip: float | None = None  # max gradient norm of each network, G's and D's (LaMa clips at 1)
     device: str = "cpu"
     compute: Compute | None = None  # precision, memory layout, loaders (zfutils.train.compute); None: fp32 on `device`
     state: dict = field(default_factory=lambda: {"epoch": 0, "iteration": 0, "best_val": math.inf,
@@ -64,6 +73,9 @@ class InpaintTrainer(Resumable):
         self.discriminator = distributed.prepare(self.compute.prepare(self.discriminator), self.device,
                                                  sync_bn=not self.recipe.terms()["r1"])  # R1: double backward
         self.recipe.to(self.device)
+        self.recipe.configure(self.backbone, self.generator)
+        self._g_params = [p for p in self.generator.parameters() if p.requires_grad]
+        self._d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=tuple(self.betas))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=tuple(self.betas))
         self.log = JsonLinesLog(self.run_dir / "train_log.jsonl")
@@ -73,30 +85,72 @@ class InpaintTrainer(Resumable):
         return self.compute.batch(batch["image"]), self.compute.batch(batch["mask"])
 
     def train_step(self, batch: dict) -> dict:
-        """One discriminator update on the current fakes, then one generator update judged by the
-        updated discriminator; returns the loss terms."""
+        """One update of both networks in the recipe's order; returns the loss terms."""
         image, mask = self._batch(batch)
         self.generator.train()
         self.discriminator.train()
-        with self.compute.autocast():
-            result = self.backbone.inpaint(self.generator, image, mask)
-            d_total, d_terms = self.recipe.discriminator_loss(self.backbone, self.discriminator, image, mask, result)
-        d_values = self._check_finite({"discriminator": d_total, **d_terms})
-        self.opt_d.zero_grad(set_to_none=True)
-        self.compute.backward(d_total)
-        distributed.average_gradients(self.discriminator.parameters())
-        self.compute.step(self.opt_d)
-        with self.compute.autocast():
-            g_total, g_terms, _ = self.recipe.generator_loss(self.backbone, self.generator, self.discriminator,
-                                                             image, mask, result=result)
-        g_values = self._check_finite({"generator": g_total, **g_terms})
-        self.opt_g.zero_grad(set_to_none=True)
-        self.compute.backward(g_total)
-        distributed.average_gradients(self.generator.parameters())
-        self.compute.step(self.opt_g, clip=self.grad_clip, parameters=self.generator.parameters())
+        step = {"d_then_g": self._d_then_g, "g_then_d": self._g_then_d,
+                "simultaneous": self._simultaneous}[self.recipe.update_order]
+        g_values, d_values = step(image, mask)
         self.compute.update()
         self.state["iteration"] += 1
         return {"g_loss": g_values.pop("generator"), "d_loss": d_values.pop("discriminator"), **g_values, **d_values}
+
+    def _d_loss(self, image, mask, result) -> tuple[torch.Tensor, dict]:
+        with self.compute.autocast():
+            total, terms = self.recipe.discriminator_loss(self.backbone, self.discriminator, image, mask, result)
+        return total, self._check_finite({"discriminator": total, **terms})
+
+    def _g_loss(self, image, mask, result=None) -> tuple[torch.Tensor, dict]:
+        with self.compute.autocast():
+            total, terms, _ = self.recipe.generator_loss(self.backbone, self.generator, self.discriminator,
+                                                         image, mask, result=result)
+        return total, self._check_finite({"generator": total, **terms})
+
+    def _update(self, optimizer, loss: torch.Tensor, params: list) -> None:
+        """Gradients of `loss` on `params` alone, averaged over ranks, clipped, one step."""
+        optimizer.zero_grad(set_to_none=True)
+        self.compute.backward(loss, inputs=params)
+        self._step(optimizer, params)
+
+    def _step(self, optimizer, params: list) -> None:
+        distributed.average_gradients(params)
+        self.compute.step(optimizer, clip=self.grad_clip, parameters=params)
+
+    def _d_then_g(self, image, mask) -> tuple[dict, dict]:
+        """D on the current fakes steps first; G's loss is then judged by the updated D."""
+        with self.compute.autocast():
+            result = self.backbone.inpaint(self.generator, image, mask)
+        d_total, d_values = self._d_loss(image, mask, result)
+        self._update(self.opt_d, d_total, self._d_params)
+        g_total, g_values = self._g_loss(image, mask, result)
+        self._update(self.opt_g, g_total, self._g_params)
+        return g_values, d_values
+
+    def _g_then_d(self, image, mask) -> tuple[dict, dict]:
+        """G steps against the current D; D then steps on fresh fakes of the updated G."""
+        g_total, g_values = self._g_loss(image, mask)
+        self._update(self.opt_g, g_total, self._g_params)
+        with torch.no_grad(), self.compute.autocast():
+            result = self.backbone.inpaint(self.generator, image, mask)
+        d_total, d_values = self._d_loss(image, mask, result)
+        self._update(self.opt_d, d_total, self._d_params)
+        return g_values, d_values
+
+    def _simultaneous(self, image, mask) -> tuple[dict, dict]:
+        """Both losses from one forward with the same D; then both networks step."""
+        with self.compute.autocast():
+            result = self.backbone.inpaint(self.generator, image, mask)
+        d_total, d_values = self._d_loss(image, mask, result)
+        g_total, g_values = self._g_loss(image, mask, result)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=True)
+        into_d = self._d_params if self.recipe.cfg["adv_grads_into_d"] else []
+        self.compute.backward(g_total, inputs=self._g_params + into_d)
+        self.compute.backward(d_total, inputs=self._d_params)
+        self._step(self.opt_g, self._g_params)
+        self._step(self.opt_d, self._d_params)
+        return g_values, d_values
 
     def _check_finite(self, values: dict) -> dict:
         """The values as floats (averaged over the ranks under torchrun); raises on NaN or inf."""
@@ -113,14 +167,16 @@ class InpaintTrainer(Resumable):
 
     @torch.no_grad()
     def validate(self, data) -> float:
-        """Mean generator loss (the weighted sum of its terms) on `data`, without updates."""
+        """Mean generator loss (the weighted sum of its terms; an auxiliary model's terms left out)
+        on `data`, without updates."""
         self.generator.eval()
         self.discriminator.eval()
         total, n = 0.0, 0
         for batch in DataLoader(data, batch_size=self.batch_size, shuffle=False):
             image, mask = self._batch(batch)
             with self.compute.autocast():
-                loss, _, _ = self.recipe.generator_loss(self.backbone, self.generator, self.discriminator, image, mask)
+                loss, _, _ = self.recipe.generator_loss(self.backbone, self.generator, self.discriminator, image, mask,
+                                                        with_auxiliary=False)
             total += float(loss) * len(image)
             n += len(image)
         return total / max(n, 1)

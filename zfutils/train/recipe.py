@@ -5,7 +5,12 @@ Generator loss = l1 + adversarial + feature matching + perceptual + style + resn
 discriminator loss = adversarial (+ R1). Terms that need pretrained networks (VGG19, LaMa's ADE20k
 ResNet) are used when their weights are found; when they are missing, `missing_weights: error`
 stops with a message that says where to put the file, and `missing_weights: drop` (smoke, quick)
-drops the terms and records that it did.
+drops the terms and records that it did. A backbone with an auxiliary model (EdgeConnect's edge
+model, registry.AuxiliaryModel) adds that model's own terms to both totals in training; the
+validation loss (the study's Table 3 quantity) stays the main generator's.
+
+The order of a training step (`update_order`, `adv_grads_into_d`) is read here and carried out by
+zfutils.train.inpaint.
 """
 from __future__ import annotations
 
@@ -15,9 +20,12 @@ import torch
 from torch import nn
 
 from zfutils import losses
-from zfutils.models.registry import Backbone, InpaintResult
+from zfutils.models.registry import AuxiliaryModel, Backbone, InpaintResult
 from zfutils.pretrained import VGG19_FILE, VGG19Features, find_weights
 from zfutils.resnet_pl import ResNetPLFeatures, find_resnet_pl_weights, resnet_pl_loss
+
+UPDATE_ORDERS = ("d_then_g", "g_then_d", "simultaneous")
+AUXILIARY_SECTIONS = ("edge_model",)  # cfg['inpaint'] sections of auxiliary models (defaults.yaml)
 
 
 @dataclass
@@ -60,6 +68,52 @@ class LossRecipe:
                 "style": c["style"]["weight"], "r1": c["r1"], "resnet_perceptual": c["resnet_perceptual"]}
         return {k: (0.0 if k in self.dropped else float(v)) for k, v in used.items()}
 
+    @property
+    def update_order(self) -> str:
+        """How a training step orders the two updates (each original's own; defaults.yaml lists them)."""
+        order = self.cfg["update_order"]
+        if order not in UPDATE_ORDERS:
+            raise ValueError(f"unknown inpaint.update_order '{order}'; known: {', '.join(UPDATE_ORDERS)}")
+        if self.cfg["adv_grads_into_d"] and order != "simultaneous":
+            raise ValueError(f"inpaint.adv_grads_into_d is true but inpaint.update_order is '{order}'; it only "
+                             "applies to simultaneous steps (AOT-GAN): set it to false or the order to simultaneous")
+        return order
+
+    def auxiliary(self, backbone: Backbone) -> tuple[AuxiliaryModel | None, str]:
+        """The backbone's auxiliary model and its configured mode ('none' without one); raises when
+        the config asks for one the backbone lacks, or for a mode it does not have."""
+        aux = backbone.auxiliary
+        if aux is None:
+            for section in AUXILIARY_SECTIONS:
+                if self.cfg[section]["mode"] != "none":
+                    raise ValueError(f"inpaint.{section}.mode is '{self.cfg[section]['mode']}', but backbone "
+                                     f"'{backbone.name}' has no {section}; set it to none")
+            return None, "none"
+        mode = self.cfg[aux.section]["mode"]
+        if mode not in aux.modes:
+            known = "; ".join(f"{k}: {v}" for k, v in aux.modes.items())
+            raise ValueError(f"inpaint.{aux.section}.mode '{mode}' is not a way {backbone.name} trains; known: "
+                             f"{known}. Set one in params/backbones/{backbone.name}.yaml or an override")
+        return aux, mode
+
+    def configure(self, backbone: Backbone, generator: nn.Module) -> None:
+        """Check the order and the auxiliary model's mode, and set the generator up for that mode."""
+        _ = self.update_order
+        aux, mode = self.auxiliary(backbone)
+        if aux is not None:
+            aux.configure(generator, mode)
+
+    def describe(self, backbone: Backbone) -> dict:
+        """How a training step runs for `backbone` (the run record's `training`)."""
+        c = self.cfg
+        out = {"update_order": self.update_order, "adv_grads_into_d": bool(c["adv_grads_into_d"]),
+               "grad_clip": c["grad_clip"], "grad_clip_applies_to": "generator and discriminator, each its own"}
+        aux, mode = self.auxiliary(backbone)
+        if aux is not None:
+            out[aux.section] = {"mode": mode, "original": aux.modes[mode],
+                                **{k: v for k, v in c[aux.section].items() if k != "mode"}}
+        return out
+
     def to(self, device) -> "LossRecipe":
         if self.vgg is not None:
             self.vgg.to(device)
@@ -68,9 +122,10 @@ class LossRecipe:
         return self
 
     def generator_loss(self, backbone: Backbone, generator: nn.Module, discriminator: nn.Module,
-                       image: torch.Tensor, mask: torch.Tensor,
-                       result: InpaintResult | None = None) -> tuple[torch.Tensor, dict, InpaintResult]:
-        """The weighted generator loss; pass `result` to reuse a forward pass already made."""
+                       image: torch.Tensor, mask: torch.Tensor, result: InpaintResult | None = None,
+                       with_auxiliary: bool = True) -> tuple[torch.Tensor, dict, InpaintResult]:
+        """The weighted generator loss; pass `result` to reuse a forward pass already made, and
+        `with_auxiliary=False` for the main generator's loss alone (validation)."""
         c, w = self.cfg, self.terms()
         result = result if result is not None else backbone.inpaint(generator, image, mask)
         parts: dict[str, torch.Tensor] = {}
@@ -103,6 +158,9 @@ class LossRecipe:
             with torch.no_grad():  # LaMa: the prediction (not the composite) against the image
                 target = self.resnet_pl(image)
             parts["resnet_perceptual"] = w["resnet_perceptual"] * resnet_pl_loss(self.resnet_pl(result.output), target)
+        aux, mode = self.auxiliary(backbone)
+        if aux is not None and with_auxiliary:
+            parts.update(aux.generator_terms(c[aux.section], mode, discriminator, image, mask, result))
         total = sum(parts.values())
         return total, {k: float(v.detach()) for k, v in parts.items()}, result
 
@@ -124,5 +182,8 @@ class LossRecipe:
         parts = {"d_adversarial": c["adversarial"]["d_weight"] * adv}  # the originals do not apply `weight` here
         if w["r1"]:
             parts["d_r1"] = w["r1"] * losses.r1_penalty(real, real_image)
+        aux, mode = self.auxiliary(backbone)
+        if aux is not None:
+            parts.update(aux.discriminator_terms(c[aux.section], mode, discriminator, image, mask, result))
         total = sum(parts.values())
         return total, {k: float(v.detach()) for k, v in parts.items()}
