@@ -190,9 +190,11 @@ def test_inception_input_matches_torchvisions_pretrained_convention():
 
 def test_inception_upsamples_small_images_only():
     small = torch.rand(1, 3, 64, 64)
-    assert inceptionv3.encoder_input(small, None).shape[-2:] == (128, 128)
-    assert inceptionv3.encoder_input(torch.rand(1, 3, 96, 128), None).shape[-2:] == (128, 171)
-    big = torch.rand(1, 3, 128, 140)
+    assert inceptionv3.encoder_input(small, None).shape[-2:] == (107, 107)
+    assert inceptionv3.encoder_input(torch.rand(1, 3, 96, 128), None).shape[-2:] == (107, 143)
+    with torch.no_grad():  # the smallest side whose last map is 2x2
+        assert inceptionv3.encoder(inceptionv3.build_generator())(inceptionv3.encoder_input(small, None)).shape[-2:] == (2, 2)
+    big = torch.rand(1, 3, 107, 140)
     assert torch.equal(inceptionv3.encoder_input(big, None), 2 * big - 1)
     out = inceptionv3.encoder_input(small, None)
     assert -1 <= float(out.min()) and float(out.max()) <= 1

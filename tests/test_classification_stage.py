@@ -81,7 +81,10 @@ def test_cam_watcher_saves_cams_overlays_and_focus_shares(tmp_path):
 def test_head_comparison_trains_each_pooling_per_seed_and_reuses_the_main_run(tmp_path, monkeypatch):
     monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
     data = split_data(tmp_path, size=32, per_session=4)
-    cfg = config.resolve("smoke", "aotgan", {"classify.init": "random", "data.image_size": 32, "classify.epochs": 1,
+    best = paths.stage_dir("smoke", "02_inpaint_patterns", "aotgan") / "checkpoints" / "best.pt"
+    best.parent.mkdir(parents=True)  # the configured start: stage 02's checkpoint, whatever the training seed
+    torch.save({"generator": get("aotgan").build_generator(width=0.125, blocks=1).state_dict()}, best)
+    cfg = config.resolve("smoke", "aotgan", {"data.image_size": 32, "classify.epochs": 1,
                                              "classify.head_comparison.poolings": ["avg"],
                                              "classify.head_comparison.modes": ["shallow"],
                                              "classify.head_comparison.seeds": [0, 1]})

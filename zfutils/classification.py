@@ -137,21 +137,23 @@ def retrieval_on(model: Classifier, data: StoredDataset, column: str, protocol: 
 
 
 def train_classifier(cfg: dict, mode: str, sets: dict, out: Path, device: str, watcher=None,
-                     tag: str = "") -> tuple[ClassifierTrainer, dict, dict]:
+                     tag: str = "", seed: int | None = None) -> tuple[ClassifierTrainer, dict, dict]:
     """Build the configured classifier from its starting weights and train it on `sets` (train,
     val) in `mode`, resuming in `out`; returns the trainer (best epoch loaded), the best epoch
-    summary and where the weights came from. Stages 03 and 04 share it."""
+    summary and where the weights came from; `seed` (default: the run's training seed) seeds the
+    head's initialisation and the batch order. Stages 03 and 04 share it."""
     c = cfg["classify"]
     backbone = get(cfg["backbone"]["name"])
     n_classes = len(sets["train"].classes)
     state, init = initial_state(cfg, backbone)
-    torch.manual_seed(config.training_seed(cfg))
+    seed = config.training_seed(cfg) if seed is None else int(seed)
+    torch.manual_seed(seed)
     model = build_classifier(cfg, backbone, state, n_classes)
     model.set_class_counts(counts_per_class(sets["train"].rows["identity"], sets["train"].classes))  # dynamic margins
     out.mkdir(parents=True, exist_ok=True)
     trainer = ClassifierTrainer(model=model, mode=mode, run_dir=out, epochs=c["epochs"], batch_size=c["batch_size"],
                                 lr_head=c["lr_head"], lr_encoder=c["lr_encoder"], weight_decay=c["weight_decay"],
-                                seed=config.training_seed(cfg), stamp=_stamp(cfg, f"{mode}{tag}"), max_batches=c["max_batches"],
+                                seed=seed, stamp=_stamp(cfg, f"{mode}{tag}-seed{seed}"), max_batches=c["max_batches"],
                                 device=device, on_epoch_end=watcher, precise_bn_batches=c["precise_bn_batches"],
                                 calibrate_first=init["init"] == "random", compute=Compute.from_cfg(cfg, device),
                                 **recipe(c))
@@ -256,9 +258,9 @@ def head_comparison(cfg: dict, data: StoredDataset, stage_dir: Path, device: str
                 if main:
                     test = results[mode]["test"]
                 else:
-                    run_cfg = {**cfg, "run_seed": int(seed), "classify": {**c, "pooling": pooling}}
+                    run_cfg = {**cfg, "classify": {**c, "pooling": pooling}}  # not run_seed: it names the run folders
                     trainer, _, _ = train_classifier(run_cfg, mode, sets, Path(stage_dir) / "head_comparison" /
-                                                     f"{pooling}-{mode}-seed{seed}", device, tag=f"-{pooling}-seed{seed}")
+                                                     f"{pooling}-{mode}-seed{seed}", device, tag=f"-{pooling}", seed=seed)
                     test = trainer.evaluate(sets["test"], len(sets["train"].classes))
                 rows.append({"pooling": pooling_label(pooling, c["flatten_grid"]), "mode": mode, "seed": int(seed),
                              "accuracy": test["accuracy"], "n_test": len(sets["test"]), "main_run": bool(main)})

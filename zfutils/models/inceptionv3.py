@@ -17,9 +17,9 @@ mask is ignored (the study's baselines see the plain image; its all-zero mask me
 
 Size. The valid (unpadded) convs need sides of at least 75 px; the last map is 1x1 up to 106 px,
 2x2 from 107, 3x3 from 139, 8x8 at 299. `encoder_input` therefore upsamples (bilinear, aspect
-ratio kept) so the shorter side is at least MIN_SIDE = 128: the study's 128 px crops pass
-unchanged and the 64 px smoke crops become 128 px, so the last map is at least 2x2 and Grad-CAM
-has something spatial to show. Measured on one CPU thread, batch 8, forward+backward through the
+ratio kept) so the shorter side is at least MIN_SIDE = 107, the smallest side with a 2x2 last
+map: the quick preset's 96 px crops become 107 px and the 64 px smoke crops too, so Grad-CAM has
+something spatial to show, at the least cost (the cost grows with the area). Measured on one CPU thread, batch 8, forward+backward through the
 encoder: 0.05 s/image at 96 px, 0.13 at 128, 0.91 at 299 (ImageNet's size, not worth 7x here).
 
 Parameter counts (measured): network 23,834,568 (27,161,264 with AuxLogits, as torchvision's
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 NAME = "inceptionv3"
 FILE = "inception_v3_google-0cc3c7bd.pth"   # torchvision Inception_V3_Weights.IMAGENET1K_V1
 EMBED_DIM = 2048
-MIN_SIDE = 128
+MIN_SIDE = 107
 ENCODER_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
                   "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
                   "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")
