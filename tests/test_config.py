@@ -98,7 +98,7 @@ def test_training_seeds_and_their_run_folders():
     assert config.training_seed(run) == 3
     assert paths.run_stage_dir(run, "03_finetune_classifier", "lama").parts[-3:] == ("seed-3", "lama", "03_finetune_classifier")
     assert paths.run_stage_dir(cfg, "03_finetune_classifier", "lama").parts[-2:] == ("lama", "03_finetune_classifier")
-    assert paths.run_stage_dir(run, "06_report", None) == paths.stage_dir("smoke", "06_report")  # shared stages: one folder
+    assert paths.run_stage_dir(run, "08_report", None) == paths.stage_dir("smoke", "08_report")  # shared stages: one folder
     with pytest.raises(config.ConfigError, match="distinct"):
         config.training_seeds(config.resolve("smoke", None, {"seeds": [1, 1]}))
 

@@ -1,4 +1,4 @@
-"""Stage 06's work: gather every backbone's results into the study's Tables 1-4 plus retrieval,
+"""Stage 08's work: gather every backbone's results into the study's Tables 1-4 plus retrieval,
 pattern-focus, classification and leakage tables, as CSV and Markdown under figures/<preset>/.
 Best entries are bold and worst italic, as the study marks them; every table says its split and
 chance level; a cell with several seeds reads mean ± std."""
@@ -280,7 +280,7 @@ def _classification_tables(m03: dict, note: str, open_unseen: bool = False) -> l
            Table("retrieval", "Retrieval: top-k and mAP of the classifiers' embeddings", pd.DataFrame(ret).T,
                  f"{note} Known individuals: test images query all other classification images, same individual and "
                  "session excluded; held-out: the open split's held-out individuals query each other, leave-one-out"
-                 + ("." if open_unseen else " (under this split every individual was in training: see README)."),
+                 + ("." if open_unseen else " (under this split every individual was in training: see docs/splits.md)."),
                  mark="column"),
            Table("pattern_focus", "Pattern focus: share of Grad-CAM mass at the last epoch", pd.DataFrame(focus).T,
                  f"{note} Fixed validation images; shares of pattern, rest of the fish and background add up to 1. "

@@ -4,7 +4,7 @@ its fish lies level, head to the right, centred and spanning a fixed share of th
 Why: a fish's identity is the layout of its stripe interruptions on a body whose position, size,
 tilt and heading change from frame to frame. A network trained from scratch on a few dozen
 images per individual has to learn that invariance from the data as well; with it removed the
-same network learns the individuals (README, "Where the quick study stands"). Re-identification
+same network learns the individuals (docs/alignment.md). Re-identification
 pipelines for animals crop and orient the animal before the network for the same reason.
 
 The pose comes from the fish mask (exact for synthetic fish, estimated for real ones):
