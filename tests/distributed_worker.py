@@ -43,7 +43,7 @@ def main(data_root: str, run_dir: str, out: str, *launch_args: str) -> int:
 
     def recorded_save(obj, f, *args, **kwargs):
         with open(Path(out) / f"saves_rank{distributed.rank()}.txt", "a") as fh:
-            fh.write(f"{f}\n")
+            fh.write(f"{getattr(f, 'name', f)}\n")  # a path, or the file save_atomic opened
         return real_save(obj, f, *args, **kwargs)
 
     torch.save = recorded_save

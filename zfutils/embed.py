@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from zfutils import atomic
 from zfutils.models.pooling import make_pooling
 from zfutils.models.registry import Backbone
 
@@ -35,10 +36,11 @@ def embed(backbone: Backbone, generator: nn.Module, data, batch_size: int = 32, 
 def save_embeddings(path: Path, embeddings: np.ndarray, data, **info) -> Path:
     """embeddings.npz: `embeddings`, `image_id`, `identity`, `label` (index into `classes`), `classes`."""
     rows = data.rows
-    np.savez_compressed(path, embeddings=embeddings, image_id=rows["image_id"].to_numpy(str),
-                        identity=rows["identity"].to_numpy(str),
-                        label=np.array([data.class_index[i] for i in rows["identity"]], dtype=np.int64),
-                        classes=np.array(data.classes, dtype=str), **{k: np.asarray(v) for k, v in info.items()})
+    with atomic.replacing(path) as fh:  # a later stage never reads half a file
+        np.savez_compressed(fh, embeddings=embeddings, image_id=rows["image_id"].to_numpy(str),
+                            identity=rows["identity"].to_numpy(str),
+                            label=np.array([data.class_index[i] for i in rows["identity"]], dtype=np.int64),
+                            classes=np.array(data.classes, dtype=str), **{k: np.asarray(v) for k, v in info.items()})
     return Path(path)
 
 

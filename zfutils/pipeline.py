@@ -13,23 +13,64 @@ A stage is skipped when its outputs exist and a stamp of its resolved config, it
 the stamps of the stages before it is unchanged. A failing backbone does not stop the others.
 Jobs run here one after another, or fanned out as submitit jobs, a stage at a time, or with
 local workers each backbone's line of stages at its own pace (zfutils/executors.py).
+One run at a time per preset and work folder: a run holds `runs/<preset>/pipeline.lock` (an
+flock, which the system releases when the process ends, killed or not), and a second run started
+beside it stops at once with exit code 2, naming the lock and the other run's pid.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
+import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from zfutils import config, executors, paths
+from zfutils import atomic, config, executors, paths
 from zfutils.provenance import git_sha
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: runs are not locked there
+    fcntl = None
+
 log = logging.getLogger("zfutils.pipeline")
+
+
+class PipelineBusy(RuntimeError):
+    """Another pipeline run holds this preset's work folder."""
+
+
+@contextlib.contextmanager
+def run_lock(preset: str):
+    """Hold runs/<preset>/pipeline.lock for the block, or raise PipelineBusy at once. The lock is
+    an flock on the open file, so it dies with this process however it ends; the file stays."""
+    path = paths.runs_dir(preset) / "pipeline.lock"
+    if fcntl is None:
+        yield path
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "pid unknown"
+            raise PipelineBusy(f"another pipeline run ({holder}) is working on {path.parent}: it holds the lock "
+                               f"{path}. Wait for it to finish (or stop it), or give this run its own work folder "
+                               "(ZF_WORKDIR=/another/folder)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+                  .encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @dataclass(frozen=True)
@@ -140,8 +181,9 @@ def run_job(job: Job, preset: str, overrides: dict, upstream: list[str], force: 
         return None
     finally:
         job.seconds = time.perf_counter() - start
-    (run_dir / "stamp.json").write_text(json.dumps({"stamp": expected, "seconds": job.seconds, "git_sha": git_sha(),
-                                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+    record = {"stamp": expected, "seconds": job.seconds, "git_sha": git_sha(),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic.write_text(run_dir / "stamp.json", json.dumps(record))
     job.status = "done"
     return expected
 
@@ -169,6 +211,12 @@ def run(preset: str, backbones: list[str] | None = None, stage_names: list[str] 
     for name in backbones:
         config.resolve(preset, name, overrides)  # unknown backbone: fail before running anything
     stages = select(discover_stages(notebooks_dir), stage_names or base["pipeline"]["stages"])
+    with run_lock(preset):
+        return _run(preset, backbones, stages, overrides, force, executor, base)
+
+
+def _run(preset: str, backbones: list[str], stages: list[StageNotebook], overrides: dict, force: bool,
+         executor: str, base: dict) -> list[Job]:
     execute = executors.get(executor, base, paths.runs_dir(preset) / "submitit")
     seeds = config.training_seeds(base)  # [None]: one run; else per-backbone stages once per seed
     plan = _Plan(preset, overrides, force, [(b, s) for b in backbones for s in seeds])
@@ -302,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = run(args.preset, split(args.backbones), split(args.stages), overrides, args.force,
                    executor=args.executor)
         wall_s = time.monotonic() - started
-    except (config.ConfigError, executors.ExecutorError, FileNotFoundError, ValueError) as err:
+    except (config.ConfigError, executors.ExecutorError, PipelineBusy, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(summary(jobs, args.preset, wall_s))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from zfutils import atomic
 from zfutils.paths import PROJECT_ROOT
 
 LIBRARIES = ("torch", "torchvision", "numpy", "scipy", "pandas", "scikit-learn", "umap-learn",
@@ -60,9 +61,9 @@ def write_run_record(run_dir: Path, cfg: dict, extra: dict | None = None) -> dic
     """Write config.yaml and run.json (sha, versions, device, time) into `run_dir`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    atomic.write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     record = {"git_sha": git_sha(), "started": _dt.datetime.now(_dt.timezone.utc).isoformat(),
               "versions": library_versions(), "device": device_info(cfg.get("device", "auto")),
               **(extra or {})}
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2))
+    atomic.write_text(run_dir / "run.json", json.dumps(record, indent=2))
     return record

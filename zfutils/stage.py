@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zfutils import config, paths
+from zfutils import atomic, config, paths
 from zfutils.provenance import write_run_record
 
 
@@ -61,14 +61,15 @@ class Stage:
 
     def save_table(self, table, name: str) -> Path:
         """Write a table as CSV and Markdown into the run folder."""
-        table.to_csv(self.dir / f"{name}.csv")
-        (self.dir / f"{name}.md").write_text(table.to_markdown())
+        atomic.write_text(self.dir / f"{name}.csv", table.to_csv())
+        atomic.write_text(self.dir / f"{name}.md", table.to_markdown())
         return self.dir / f"{name}.csv"
 
     def log_metrics(self, **values) -> dict:
-        """Add numbers to metrics.json (written at once, so a crash keeps what was logged)."""
+        """Add numbers to metrics.json (written whole and renamed into place, so a crash keeps what
+        was logged before it)."""
         self.metrics.update(values)
-        (self.dir / "metrics.json").write_text(json.dumps(self.metrics, indent=2, default=_jsonable))
+        atomic.write_text(self.dir / "metrics.json", json.dumps(self.metrics, indent=2, default=_jsonable))
         return self.metrics
 
 

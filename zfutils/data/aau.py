@@ -62,6 +62,13 @@ def read_annotations(root: str | Path) -> pd.DataFrame:
         raise DataFormatError(f"cannot parse {path} as a ';'-separated CSV ({exc}); {DOWNLOAD_HINT}") from exc
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing and len(raw.columns) == 1:
+        header = raw.columns[0]
+        found = next((repr(d) for d in (",", "\t", "|", " ") if d in header), "another character")
+        raise DataFormatError(
+            f"{path} is not ';'-separated: its header line has no ';' (it looks separated by {found}: "
+            f"{header[:80]!r}); the AAU annotations.csv separates its columns with ';' (the flags column itself "
+            f"holds commas, '1,0,0,0'). Use the file shipped with the data set, or save it again with ';'")
     if missing:
         raise DataFormatError(
             f"{path} lacks the columns {missing} (has {list(raw.columns)}); "
@@ -129,8 +136,10 @@ def _crop(frame: np.ndarray, row, crop_scale: float, size: int, pad_mode: str, p
     try:
         crop = square_crop(frame, cx, cy, side, mode=pad_mode)
     except ValueError as exc:
-        raise DataFormatError(f"box of {row.identity} in {path} does not overlap the frame ({exc}); "
-                              f"fix or drop that row of annotations.csv") from exc
+        box = f"x {row.box_x0:g}..{row.box_x1:g}, y {row.box_y0:g}..{row.box_y1:g}"
+        raise DataFormatError(f"the box of {row.identity} in {path} ({box}) lies outside the "
+                              f"{frame.shape[1]}x{frame.shape[0]} frame ({exc}); fix or drop that row of "
+                              f"annotations.csv (a box that only reaches past the edge is padded)") from exc
     return resize_image(crop, size)
 
 

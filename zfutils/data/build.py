@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from zfutils import paths
+from zfutils import atomic, paths
 from zfutils.data.format import StoredDataset, read_dataset
 from zfutils.data.splits import assign_splits
 
@@ -91,13 +91,14 @@ def prepare_dataset(cfg: dict, root: Path | None = None, force: bool = False) ->
         info_path = root / "dataset.json"
         info = json.loads(info_path.read_text())
         info["build_key"] = key
-        info_path.write_text(json.dumps(info, indent=2, default=str))
+        atomic.write_text(info_path, json.dumps(info, indent=2, default=str))
     data = read_dataset(root)
     base = data.meta[[c for c in data.meta.columns if c != "task" and not c.startswith("split")]]
     meta, notes = assign_splits(base, cfg["split"], cfg["seed"], has_pattern_masks=data.has_masks,
                                 gap_frames=cfg["data"]["aau"]["gap_frames"] if source == "aau" else 0)
     data.write_metadata(meta)
-    (root / "splits.json").write_text(json.dumps({"config": cfg["split"], "seed": cfg["seed"], "notes": notes}, indent=2))
+    atomic.write_text(root / "splits.json",
+                      json.dumps({"config": cfg["split"], "seed": cfg["seed"], "notes": notes}, indent=2))
     return data
 
 

@@ -9,7 +9,8 @@ Layout under a data set root::
     dataset.json                   source, image size, mask kind, counts, generator settings
 
 A data set is written into a temporary sibling folder and moved into place only when complete,
-so a failure never destroys a data set that was already there.
+so a failure (a full disk included, see zfutils/atomic.py) never destroys a data set that was
+already there.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from zfutils import atomic
 
 #: Columns every metadata.csv has, in this order; sources may add more (flags, boxes, ...).
 BASE_COLUMNS = ["image_id", "identity", "session", "frame", "source"]
@@ -69,11 +72,12 @@ class DatasetWriter:
             raise DataFormatError(f"image '{image_id}' has no fish or pattern mask but the data set has masks")
         _check_mask(fish_mask, image, "fish", image_id)
         _check_mask(pattern_mask, image, "pattern", image_id)
-        Image.fromarray(image).save(self.staging / "images" / f"{image_id}.png")
-        if self.with_masks:
-            for kind, mask in (("fish", fish_mask), ("pattern", pattern_mask)):
-                Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255).save(
-                    self.staging / "masks" / kind / f"{image_id}.png")
+        with self._naming_disk_full():
+            Image.fromarray(image).save(self.staging / "images" / f"{image_id}.png")
+            if self.with_masks:
+                for kind, mask in (("fish", fish_mask), ("pattern", pattern_mask)):
+                    Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255).save(
+                        self.staging / "masks" / kind / f"{image_id}.png")
         row = {"image_id": image_id, **meta}
         missing = [c for c in BASE_COLUMNS if c not in row]
         if missing:
@@ -87,12 +91,15 @@ class DatasetWriter:
             self.abort()
             raise DataFormatError(f"no images were written for {self.root}; check the source's filters")
         cols = BASE_COLUMNS + [c for c in meta.columns if c not in BASE_COLUMNS]
-        meta[cols].to_csv(self.staging / "metadata.csv", index=False)
         info = {**info, "n_images": int(len(meta)), "n_identities": int(meta["identity"].nunique()),
                 "masks": info.get("masks", "exact" if self.with_masks else "none")}
         if info["masks"] not in MASK_KINDS:
             raise DataFormatError(f"mask kind {info['masks']!r} is not one of {MASK_KINDS}")
-        (self.staging / "dataset.json").write_text(json.dumps(info, indent=2, default=str))
+        with self._naming_disk_full():
+            with open(self.staging / "metadata.csv", "w", newline="") as fh:
+                meta[cols].to_csv(fh, index=False)
+            with open(self.staging / "dataset.json", "w") as fh:
+                fh.write(json.dumps(info, indent=2, default=str))
         old = None
         if self.root.exists():
             old = self.root.parent / f".{self.root.name}.old-{uuid.uuid4().hex[:8]}"
@@ -104,6 +111,11 @@ class DatasetWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _naming_disk_full(self):
+        kept = (f"the data set at {self.root} is kept as it was" if self.root.exists()
+                else f"no data set was written at {self.root}") + " (the partial copy is removed)"
+        return atomic.naming_disk_full(self.staging, kept)
 
     def __enter__(self) -> "DatasetWriter":
         return self
@@ -142,9 +154,8 @@ class StoredDataset:
 
     def write_metadata(self, meta: pd.DataFrame) -> None:
         """Replace metadata.csv atomically (used to add the split columns)."""
-        tmp = self.root / f".metadata.csv.{uuid.uuid4().hex[:8]}"
-        meta.to_csv(tmp, index=False)
-        tmp.replace(self.root / "metadata.csv")
+        with atomic.replacing(self.root / "metadata.csv", "w") as fh:
+            meta.to_csv(fh, index=False)
         self.meta = meta
 
 

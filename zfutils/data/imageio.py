@@ -20,7 +20,7 @@ def _open(path: Path, what: str) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:  # PIL: SyntaxError for broken chunks
         raise DataFormatError(
             f"cannot read {what} file {path} ({exc}); replace the file or remove it from the input"
         ) from exc
@@ -38,11 +38,21 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """Read a mask file as HxW bool: any non-zero grey value is inside."""
+    """Read a mask file as HxW bool: zero is outside, the one other grey value inside. A mask with
+    more than two values (soft edges, JPEG noise, a photo given by mistake) is an error: reading it
+    as "any non-zero is inside" would silently grow it, and no threshold is right for every file."""
     img = _open(Path(path), "mask")
     if img.mode in ("RGBA", "LA", "PA"):
         img = img.convert("RGB")
-    return np.asarray(img.convert("L")) > 0
+    grey = np.asarray(img.convert("L"))
+    values = np.unique(grey)
+    if len(values) > 2 or (len(values) == 2 and values[0] != 0):
+        shown = ", ".join(map(str, values[:6])) + (f", ... ({len(values)} values)" if len(values) > 6 else "")
+        raise DataFormatError(
+            f"mask file {path} is not binary: its grey values are {shown}; a mask holds 0 outside and one value "
+            f"(such as 255) inside. Threshold it and save it as PNG (JPEG adds grey values), or pass "
+            f"masks='estimate' or 'none'")
+    return grey > 0
 
 
 def _pad(arr: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]], mode: str,

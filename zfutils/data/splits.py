@@ -130,6 +130,11 @@ def assign_splits(meta: pd.DataFrame, split_cfg: dict, seed: int, has_pattern_ma
     """Add the task and split columns; returns the table and notes on splits that were impossible
     (the selected one being impossible is an error)."""
     meta = meta.copy()
+    identities = sorted(meta["identity"].astype(str).unique())
+    if len(identities) < 2:
+        raise SplitError(f"the data set has {len(identities)} individual ({', '.join(identities) or 'none'}); telling "
+                         "individuals apart needs at least 2: add images of other individuals (another sub-folder "
+                         "for the folder source, rows with another identity in the CSV)")
     rng = np.random.default_rng(seed)
     notes: dict[str, str] = {}
     meta["task"] = "classify"
@@ -160,8 +165,23 @@ def assign_splits(meta: pd.DataFrame, split_cfg: dict, seed: int, has_pattern_ma
         raise SplitError(f"unknown split.classify '{chosen}'; known: {', '.join(CLASSIFY_SPLITS)}")
     if chosen in notes:
         raise SplitError(notes[chosen])
+    _check_parts(meta.loc[~inpaint], chosen)
     meta["split"] = meta[f"split_{chosen}"]
     return meta, notes
+
+
+def _check_parts(cls: pd.DataFrame, chosen: str) -> None:
+    """The selected split must give train, val and test images, and train at least 2 individuals."""
+    labels = cls[f"split_{chosen}"]
+    empty = [s for s in SPLITS if not (labels == s).any()]
+    trained = cls.loc[labels == "train", "identity"].nunique()
+    if empty or trained < 2:
+        per = cls.groupby("identity").size()
+        what = f"no {' or '.join(empty)} images" if empty else f"{trained} individual in train"
+        raise SplitError(
+            f"split.classify '{chosen}' leaves {what}: {len(per)} individuals with {per.min()} to {per.max()} "
+            f"classification images each; every individual needs at least {len(SPLITS)} (one each for train, val "
+            f"and test). Add images, or drop the individuals with fewer")
 
 
 def split_table(meta: pd.DataFrame) -> pd.DataFrame:

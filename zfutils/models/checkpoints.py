@@ -49,7 +49,9 @@ def read_checkpoint(path, *, how_to_get: str, trust_pickle: bool = False):
             "trust_pickle=True (params: model.trust_pickle: true): that reads its tensors and imports none "
             "of the other classes it names") from None
     except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointMismatch(f"{path} is not a readable torch checkpoint ({err}); {how_to_get}") from None
+        fact = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]  # torch's advice left out
+        raise CheckpointMismatch(f"{path} is not a readable torch checkpoint (truncated, corrupt or another "
+                                 f"format: {fact}); get the file again: {how_to_get}") from None
 
 
 def take(container, key: str | None, path) -> Mapping[str, torch.Tensor]:
@@ -117,7 +119,9 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], *, source:
                    "weight_orig, weight_u, weight). " if old_layout else "")
         raise CheckpointMismatch(
             f"{source} does not match {type(module).__name__}: " + "; ".join(parts) + ". " + layouts
-            + "Is it the right checkpoint, and is the model at its official size (width 1, default blocks)?")
+            + "Is it the right checkpoint (of this backbone), and is the model at the size it was saved at: an "
+            "official file at width 1 and the default blocks, a checkpoint this project wrote (stage 02's best.pt) "
+            "at the model.width and model.blocks it was trained with (rerun the stage that wrote it if they changed)?")
     if legacy_spectral_norm(module, state):
         # a plain dict has no _metadata, so torch's spectral-norm hook takes the layout as pre-1.0 and converts it
         state = dict(state)

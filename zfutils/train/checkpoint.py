@@ -1,17 +1,28 @@
 """Resumable training state on disk: `last.pt` after every epoch (and every K iterations),
 `best.pt` at the best validation loss. Files are written to a temporary name and renamed, so an
-interruption never leaves a half-written checkpoint behind. Under torchrun only rank 0 writes
-(every rank holds the same weights) and batches are sharded over the ranks (see distributed.py)."""
+interruption never leaves a half-written checkpoint behind, and a full disk leaves the previous
+one in place (zfutils/atomic.py). Under torchrun only rank 0 writes (every rank holds the same
+weights) and batches are sharded over the ranks (see distributed.py)."""
 from __future__ import annotations
 
-import os
+import pickle
 import random
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from zfutils import atomic
 from zfutils.train import distributed
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+class UnreadableCheckpoint(ValueError):
+    """A checkpoint file that is truncated or corrupt."""
 
 
 def rng_state() -> dict:
@@ -29,16 +40,30 @@ def save_atomic(obj: dict, path: Path) -> Path:
     path = Path(path)
     if not distributed.is_main():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic.replacing(path) as fh:
+        torch.save(obj, fh)
     return path
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A checkpoint this project wrote (plain containers of tensors and numbers)."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A checkpoint this project wrote (plain containers of tensors and numbers); a truncated or
+    corrupt file is one error naming it and what to do."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        raise UnreadableCheckpoint(
+            f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {_first_sentence(err)}); "
+            f"delete it and rerun: a training run then starts afresh; a best.pt that a later stage reads needs the "
+            f"stage that wrote it rerun") from None
+
+
+def _first_sentence(err: BaseException) -> str:
+    """torch's reader appends paragraphs of advice to the one fact it has."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return text.split(". ")[0].rstrip(".")[:200]
 
 
 class Resumable:
@@ -85,3 +110,14 @@ class Resumable:
                 return ckpt
         self.log.clear()
         return None
+
+    def non_finite(self, values, batch: int | None, n_batches: int | None, hint: str) -> NonFiniteLoss:
+        """The error for a NaN or infinite loss: which epoch and batch, and which checkpoint is kept."""
+        epoch = self.state["epoch"] + 1
+        where = f"epoch {epoch}, batch {batch} of {n_batches}" if batch is not None else f"epoch {epoch}"
+        if self.state["epoch"] > 0 and self.last_path.exists():
+            kept = f"The last good checkpoint is kept ({self.last_path}, end of epoch {self.state['epoch']})"
+        else:
+            kept = "No checkpoint of this run was written yet (its first epoch had not ended)"
+        return NonFiniteLoss(f"loss became non-finite at iteration {self.state['iteration'] + 1} ({where}): "
+                             f"{values}; training stopped. {kept}. {hint}")

@@ -23,7 +23,6 @@ from zfutils.train import batchnorm, distributed
 from zfutils.train.augment import Jitter, image_keys, lr_factor
 from zfutils.train.checkpoint import Resumable, load_checkpoint, rng_state, save_atomic
 from zfutils.train.compute import Compute
-from zfutils.train.inpaint import NonFiniteLoss
 from zfutils.train.runlog import JsonLinesLog
 
 log = logging.getLogger("zfutils.train")
@@ -72,6 +71,7 @@ class ClassifierTrainer(Resumable):
         if self.mode not in MODES:
             raise ValueError(f"unknown classification mode '{self.mode}'; known modes: {', '.join(MODES)}")
         self.run_dir = Path(self.run_dir)
+        self._position = (None, None)  # (batch, batches) of the epoch fit() is in, for error messages
         self.compute = self.compute or Compute(device=self.device)
         self.model = self.compute.prepare(self.model, hot=self.model.encoder)
         groups = [{"params": [p for p in self.model.head.parameters()], "lr": self.lr_head}]
@@ -98,8 +98,8 @@ class ClassifierTrainer(Resumable):
         loss, _ = self._loss(batch, self.trained)
         value = distributed.mean_values({"loss": float(loss.detach())})["loss"]  # the global batch's loss
         if not math.isfinite(value):  # on every rank at once under torchrun
-            raise NonFiniteLoss(f"classification loss became non-finite at iteration {self.state['iteration'] + 1}; "
-                                f"the last good checkpoint is kept ({self.last_path}); lower classify.lr_head / lr_encoder")
+            raise self.non_finite({f"{self.mode} classification loss": value}, *self._position,
+                                  hint="Lower classify.lr_head / classify.lr_encoder, or check the input images.")
         self.optimizer.zero_grad(set_to_none=True)
         self.compute.backward(loss)
         self.compute.step(self.optimizer)
@@ -209,8 +209,10 @@ class ClassifierTrainer(Resumable):
             for k, batch in enumerate(bar):
                 if k >= n_batches:
                     break
+                self._position = (k + 1, n_batches)
                 losses.append(self.train_step(batch))
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            self._position = (None, None)
             self.state["epoch"] = epoch
             if self.mode == "deep":  # the encoder's statistics lag behind its weights, and the neck's behind both
                 self._recalibrate(train_set, epoch, encoder=True)

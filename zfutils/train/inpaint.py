@@ -3,7 +3,8 @@
 Per epoch: shuffled training batches (order seeded by seed and epoch, so a resumed run sees the
 batches an uninterrupted one would), a validation generator loss (the study picks the checkpoint
 with the lowest one, its Table 3), `last.pt` for resuming and `best.pt` for later stages. A NaN or
-infinite loss stops the run with a clear message and leaves the last good checkpoint in place.
+infinite loss stops the run with a message naming the epoch and batch, and leaves the last good
+checkpoint (the previous epoch's last.pt) in place.
 
 One training step follows its original's order (`inpaint.update_order`, set per backbone):
 `d_then_g` (DeepFillV2: D steps, then G is judged by the updated D), `g_then_d` (LaMa under
@@ -32,7 +33,7 @@ from tqdm.auto import tqdm
 from zfutils import metrics
 from zfutils.models.registry import Backbone
 from zfutils.train import distributed
-from zfutils.train.checkpoint import Resumable, load_checkpoint, rng_state, save_atomic
+from zfutils.train.checkpoint import NonFiniteLoss, Resumable, load_checkpoint, rng_state, save_atomic
 from zfutils.train.compute import Compute
 from zfutils.train.recipe import LossRecipe
 from zfutils.train.runlog import JsonLinesLog
@@ -40,8 +41,7 @@ from zfutils.train.runlog import JsonLinesLog
 log = logging.getLogger("zfutils.train")
 
 
-class NonFiniteLoss(RuntimeError):
-    """A loss became NaN or infinite."""
+__all__ = ["InpaintTrainer", "NonFiniteLoss", "evaluate_inpainting"]
 
 
 @dataclass
@@ -68,6 +68,7 @@ class InpaintTrainer(Resumable):
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
+        self._position = (None, None)  # (batch, batches) of the epoch fit() is in, for error messages
         self.compute = self.compute or Compute(device=self.device)
         self.generator = distributed.prepare(self.compute.prepare(self.generator), self.device)
         self.discriminator = distributed.prepare(self.compute.prepare(self.discriminator), self.device,
@@ -158,11 +159,8 @@ class InpaintTrainer(Resumable):
         values = distributed.mean_values(values)
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
-            where = self.last_path if self.last_path.exists() else "none yet"
-            raise NonFiniteLoss(
-                f"loss became non-finite at iteration {self.state['iteration'] + 1} ({bad}); training stopped. "
-                f"The last good checkpoint is kept ({where}). Lower the learning rates (inpaint.lr_g, inpaint.lr_d) "
-                "or check the input images.")
+            raise self.non_finite(bad, *self._position, hint="Lower the learning rates (inpaint.lr_g, inpaint.lr_d) "
+                                                              "or check the input images.")
         return values
 
     @torch.no_grad()
@@ -222,6 +220,7 @@ class InpaintTrainer(Resumable):
             for k, batch in enumerate(bar):
                 if k >= n_batches:
                     break
+                self._position = (k + 1, n_batches)
                 terms = self.train_step(batch)
                 self.log.write(kind="train", epoch=epoch, iteration=self.state["iteration"], **terms)
                 bar.set_postfix(g=f"{terms['g_loss']:.3f}", d=f"{terms['d_loss']:.3f}")
@@ -229,6 +228,7 @@ class InpaintTrainer(Resumable):
                     val = distributed.from_main(self.validate, val_set)
                     self.log.write(kind="val", epoch=epoch, iteration=self.state["iteration"], val_g_loss=val)
                     self._maybe_best(val)
+            self._position = (None, None)
             self.state["epoch"] = epoch
             val = distributed.from_main(self.validate, val_set)
             self.log.write(kind="val", epoch=epoch, iteration=self.state["iteration"], val_g_loss=val)

@@ -19,7 +19,7 @@ import json
 import logging
 import sys
 
-from zfutils import config, paths
+from zfutils import atomic, config, paths
 from zfutils.train import distributed
 
 STAGES = {"inpaint": "02_inpaint_patterns", "classify": "03_finetune_classifier"}
@@ -63,7 +63,7 @@ def _record(cfg: dict, task: str, device: str, result: dict, argv: list[str]) ->
               "backend": distributed.backend(), "argv": argv, "git_sha": git_sha(),
               "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(), "versions": library_versions(),
               "result": result}
-    (run_dir / "launch.json").write_text(json.dumps(record, indent=2, default=str))
+    atomic.write_text(run_dir / "launch.json", json.dumps(record, indent=2, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:

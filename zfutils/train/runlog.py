@@ -1,12 +1,14 @@
 """A JSON-lines log: one record per line, appended and flushed at once, so a crash keeps every
-line written before it and a resumed run continues the same file. Under torchrun only rank 0
-writes it (the others' calls do nothing), so a line is never written twice."""
+line written before it and a resumed run continues the same file (a last line cut short by a
+killed process is dropped on reading). Under torchrun only rank 0 writes it (the others' calls do
+nothing), so a line is never written twice."""
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
 
+from zfutils import atomic
 from zfutils.train import distributed
 
 
@@ -29,14 +31,24 @@ class JsonLinesLog:
     def read(self) -> list[dict]:
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                if number == len(lines):  # cut short by a process killed while writing it
+                    break
+                raise ValueError(f"{self.path}, line {number}: not a JSON record ({err}); the log is damaged: "
+                                 "delete the run folder to train afresh") from None
+        return records
 
     def truncate_after(self, iteration: int) -> None:
         """Drop records past `iteration` (written after the checkpoint a run resumes from)."""
         if not distributed.is_main():
             return
         kept = [r for r in self.read() if r.get("iteration", 0) <= iteration]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        atomic.write_text(self.path, "".join(json.dumps(r, default=_plain) + "\n" for r in kept))
 
 
 def _plain(value):
