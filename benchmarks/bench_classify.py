@@ -104,7 +104,7 @@ def measure_row(backbone: str, size: str, device: str = "cpu", *, steps: int | N
         deep_times, deep_flops = measure.run_steps(lambda: trainer.train_step(data), steps=steps, warmup=warmup,
                                                    device=device)
         deep_mem = memory.fields()
-        embed_dim = get(backbone).embed_dim(cfg["model"]["width"])
+        embed_dim = model.embed_dim  # the head's input: the flattened map, or the pooled channels
         shallow = ClassifierTrainer(model=model, mode="shallow", run_dir=Path(run_dir) / "shallow", epochs=1,
                                     batch_size=batch, lr_head=c["lr_head"], lr_encoder=c["lr_encoder"],
                                     weight_decay=c["weight_decay"], device=device, compute=trainer.compute)

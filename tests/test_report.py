@@ -165,3 +165,17 @@ def test_pretraining_table_sets_each_start_beside_its_random_control_and_marks_c
     assert "on 20 test images 95% of the time" in md
     classification = (paths.figures_dir("smoke") / "classification.md").read_text()
     assert "0.300°" in classification  # the accuracy column; macro F1 is not an accuracy
+
+
+def test_an_ablation_mode_no_network_ran_has_no_table_and_matchers_join_the_others(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
+    cfg = config.resolve("smoke")
+    for b, results in {"lama": [{"condition": "all", "mode": "shallow", "accuracy": 0.5}],
+                       "sift": [{"condition": "all", "mode": "matching", "accuracy": 0.9}]}.items():
+        d = paths.stage_dir("smoke", "04_ablate_regions", b)
+        d.mkdir(parents=True)
+        d.joinpath("metrics.json").write_text(json.dumps({"results": results}))
+    names = {t.name for t in report.write(cfg, ["lama", "sift"])}
+    assert "table2_ablation_shallow" in names and "table1_ablation_deep" not in names
+    table2 = pd.read_csv(paths.figures_dir("smoke") / "table2_ablation_shallow.csv", index_col=0)
+    assert table2.loc["sift", "all"] == 0.9 and table2.loc["lama", "all"] == 0.5

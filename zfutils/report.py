@@ -180,8 +180,9 @@ def tables_of_seed(cfg: dict, backbones, run_seed: int | None) -> list[Table]:
     ablation_chance = next((m["chance"] for m in m04.values() if "chance" in m), chance)
     for number, mode in ((1, "deep"), (2, "shallow")):
         rows = {_label(b, m03): {r["condition"]: r["accuracy"] for r in m["results"] if r["mode"] in (mode, MATCHING)}
-                for b, m in m04.items() if "results" in m and any(r["mode"] == mode for r in m["results"])}
-        if rows:
+                for b, m in m04.items() if "results" in m}
+        trained = any(r["mode"] == mode for m in m04.values() for r in m.get("results", []))
+        if rows and trained:  # a mode no network was ablated in (quick: deep) has no table, matchers alone make none
             out.append(Table(f"table{number}_ablation_{mode}", f"Table {number}: test accuracy by visible region, {mode} fine-tuning",
                              pd.DataFrame(rows).T, f"{note} Best region per model in bold, worst in italic. Methods "
                              "without training (matching) appear in both tables with the same numbers.", mark="row",
