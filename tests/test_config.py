@@ -132,3 +132,16 @@ def test_a_bad_per_backbone_section_is_named_for_every_backbone(tmp_path, monkey
     for backbone in (None, "b"):  # caught even when that backbone is not resolved
         with pytest.raises(config.ConfigError, match=message):
             config.resolve("p", backbone)
+
+
+def test_quick_is_the_study_proper_and_full_adds_the_rest():
+    quick, full = config.resolve("quick"), config.resolve("full")
+    assert quick["pipeline"]["stages"] == ["01_prepare_dataset", "02_inpaint_patterns", "03_finetune_classifier",
+                                           "04_ablate_regions", "05_cluster_embeddings", "08_report"]
+    assert "efficientnetv2" not in quick["pipeline"]["backbones"] and quick["ablation"]["modes"] == ["shallow"]
+    assert full["pipeline"]["stages"] is None and "efficientnetv2" in full["pipeline"]["backbones"]
+    assert full["ablation"]["modes"] == ["shallow", "deep"] and full["classify"]["head_comparison"]["modes"] == ["shallow", "deep"]
+    for backbone in config.available("backbones"):  # every backbone resolves under both
+        assert config.resolve("full", backbone)["data"] == config.resolve("quick", backbone)["data"]
+    assert config.resolve("quick", "inceptionv3")["classify"]["head_comparison"]["poolings"] == []
+    assert config.resolve("full", "inceptionv3")["classify"]["head_comparison"]["poolings"] == ["avg"]
