@@ -37,7 +37,7 @@ import torch
 
 from benchmarks import measure
 from zfutils import config
-from zfutils.classification import build_classifier
+from zfutils.train.classifier_setup import build_classifier
 from zfutils.models import BACKBONES, get
 from zfutils.train.classify import ClassifierTrainer
 from zfutils.train.compute import Compute

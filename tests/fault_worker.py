@@ -20,11 +20,12 @@ BACKBONE = "aotgan"  # no batch norm in its encoder, small at width 0.125
 def train(task: str, overrides: dict) -> dict:
     """Stage 02's (`inpaint`) or stage 03's deep (`classify`) training on the prepared smoke data;
     returns the numbers an uninterrupted and a resumed run must share."""
-    from zfutils import classification, config, paths
+    from zfutils import config, paths
     from zfutils.data.build import load_prepared
     from zfutils.data.torchsets import ClassificationSet
     from zfutils.stage import seed_everything
     from zfutils.train import launch
+    from zfutils.train.classifier_setup import train_classifier
 
     cfg = config.resolve("smoke", BACKBONE, overrides)
     seed_everything(config.training_seed(cfg))  # as zfutils.train.launch and the notebooks do
@@ -35,7 +36,7 @@ def train(task: str, overrides: dict) -> dict:
     data = load_prepared(cfg)
     sets = {s: ClassificationSet(data, s) for s in ("train", "val", "test")}
     out = paths.run_stage_dir(cfg, launch.STAGES["classify"], BACKBONE) / "deep"
-    trainer, best, _ = classification.train_classifier(cfg, "deep", sets, out, "cpu")
+    trainer, best, _ = train_classifier(cfg, "deep", sets, out, "cpu")
     test = trainer.evaluate(sets["test"], len(sets["train"].classes))
     return {"best": best, "test": {k: v for k, v in test.items() if k != "confusion"}, "run_dir": str(out)}
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.test_torchsets import split_data
-from zfutils.ablation import (CONDITIONS, AblationSet, ablation_sets, apply_condition, kept_region,
+from zfutils.data.ablation import (CONDITIONS, AblationSet, ablation_sets, apply_condition, kept_region,
                               select_ablation_rows)
 from zfutils.data.format import read_dataset
 from zfutils.data.splits import SplitError

@@ -1,4 +1,6 @@
 """Stage 03's classifier and trainer, for every registered backbone."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from zfutils import models
 from zfutils.data.torchsets import ClassificationSet
 from zfutils.models.classifier import Classifier
 from zfutils.train import batchnorm
-from zfutils.train.classify import ClassifierTrainer
+from zfutils.train.classify import ClassifierTrainer, holds_features
 
 NAMES = sorted(n for n, b in models.BACKBONES.items() if b.matcher is None)  # networks (matchers: test_matching.py)
 
@@ -146,6 +148,36 @@ def test_shallow_mode_trains_the_head_on_features_computed_once(tiny, tmp_path):
     trainer.fit(train, val, n_classes=3)
     last = torch.load(trainer.last_path, weights_only=False)["model"]
     torch.testing.assert_close(last["head.weight"], reference.head.weight.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_stored_features_skip_the_encoder_and_images_pass_through_it_once(tiny, tmp_path):
+    """holds_features tells a trainer what it was given. Stored features (an EmbeddedSet): the
+    encoder never runs, not even to calibrate a random start. Images, shallow mode: the frozen
+    encoder runs once per image (one pass per set, not one per epoch), and the head ends exactly
+    where it ends when given those features stored."""
+    train, val = tiny
+    extractor = ClassifierTrainer(model=classifier("aotgan"), mode="shallow", run_dir=tmp_path / "x", epochs=0,
+                                  batch_size=8, lr_head=1e-2, lr_encoder=1e-4)
+    stored = extractor.frozen_features(train), extractor.frozen_features(val)
+    assert holds_features(stored[0]) and not holds_features(train)
+    options = dict(mode="shallow", epochs=3, batch_size=8, lr_head=1e-2, lr_encoder=1e-4, seed=0, stamp="t")
+
+    def encoder_batches(trainer, train_set, val_set) -> int:
+        calls = []
+        hook = trainer.model.encoder.register_forward_hook(lambda *_: calls.append(1))
+        trainer.fit(train_set, val_set, n_classes=3)
+        hook.remove()
+        return len(calls)
+
+    given = ClassifierTrainer(model=classifier("aotgan"), run_dir=tmp_path / "stored", precise_bn_batches=2,
+                              calibrate_first=True, **options)  # the calibration is for images: skipped
+    assert encoder_batches(given, *stored) == 0
+    assert not [r for r in given.log.read() if r["kind"] == "calibration"]
+    computed = ClassifierTrainer(model=classifier("aotgan"), run_dir=tmp_path / "images", **options)
+    assert encoder_batches(computed, train, val) == sum(math.ceil(len(s) / 32) for s in (train, val))
+    heads = [torch.load(t.last_path, weights_only=False)["model"]["head.weight"] for t in (given, computed)]
+    assert torch.equal(*heads)
+    assert computed.state["iteration"] == given.state["iteration"] > 0
 
 
 def test_standardize_bounds_a_dimension_that_was_dead_on_the_calibration_images():

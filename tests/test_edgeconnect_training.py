@@ -141,7 +141,7 @@ def test_the_mode_is_recorded_and_a_mode_the_backbone_lacks_is_refused():
 
 def test_a_checkpoint_of_another_mode_or_order_is_not_resumed(tmp_path):
     """The run stamp covers the training recipe: last.pt of another mode or order starts afresh."""
-    from zfutils.inpainting import build_trainer
+    from zfutils.train.inpaint_setup import build_trainer
 
     def stamp(**overrides):
         return build_trainer(config.resolve("smoke", "edgeconnect", {**NO_VGG, **overrides}), tmp_path, "cpu")[0].stamp

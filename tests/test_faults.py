@@ -158,7 +158,7 @@ def test_missing_prepared_data_set_says_run_stage_01(tmp_path, monkeypatch):
 # --- checkpoints -------------------------------------------------------------------------------
 
 def test_checkpoint_of_another_backbone_or_width_names_the_keys(tmp_path):
-    from zfutils import inpainting
+    from zfutils.train import inpaint_setup
     from zfutils.models import get
 
     wider = tmp_path / "wide" / "G0000000.pt"
@@ -167,16 +167,16 @@ def test_checkpoint_of_another_backbone_or_width_names_the_keys(tmp_path):
     cfg = config.resolve("smoke", "aotgan", {"model.pretrained": str(wider)})  # smoke: width 0.125
     with pytest.raises(CheckpointMismatch, match=r"G0000000\.pt \(generator\) does not match .*misshapen \(file vs "
                                                  r"model\).*model\.width and model\.blocks it was trained with"):
-        inpainting.build_models(cfg)
+        inpaint_setup.build_models(cfg)
     other = tmp_path / "lama" / "G0000000.pt"
     other.parent.mkdir()
     torch.save(get("lama").build_generator(width=0.125, blocks=1).state_dict(), other)
     with pytest.raises(CheckpointMismatch, match=r"does not match .*missing: .*unexpected: .*of this backbone"):
-        inpainting.build_models(config.resolve("smoke", "aotgan", {"model.pretrained": str(other)}))
+        inpaint_setup.build_models(config.resolve("smoke", "aotgan", {"model.pretrained": str(other)}))
 
 
 def test_truncated_checkpoint_is_named(tmp_path, monkeypatch):
-    from zfutils import classification
+    from zfutils.train import classifier_setup
     from zfutils.models import get
 
     official = tmp_path / "G0000000.pt"
@@ -188,11 +188,11 @@ def test_truncated_checkpoint_is_named(tmp_path, monkeypatch):
     # stage 03 starting from stage 02's best.pt
     monkeypatch.setenv("ZF_WORKDIR", str(tmp_path / "work"))
     cfg = config.resolve("smoke", "aotgan")
-    best = paths.run_stage_dir(cfg, "02_inpaint_patterns", "aotgan") / "checkpoints" / "best.pt"
+    best = paths.run_stage_dir(cfg, paths.INPAINT_PATTERNS, "aotgan") / "checkpoints" / "best.pt"
     best.parent.mkdir(parents=True)
     best.write_bytes(official.read_bytes())
     with pytest.raises(UnreadableCheckpoint, match=r"checkpoint .*best\.pt is truncated or corrupt .*delete it"):
-        classification.initial_state(cfg, get("aotgan"))
+        classifier_setup.initial_state(cfg, get("aotgan"))
     # a run resuming from its own last.pt
     trainer = make_trainer(tmp_path / "run")
     trainer.last_path.parent.mkdir(parents=True)

@@ -6,7 +6,7 @@ import torch
 
 from tests.test_torchsets import split_data
 from zfutils import config, matching, models
-from zfutils.ablation import ablation_sets, select_ablation_rows
+from zfutils.data.ablation import ablation_sets, select_ablation_rows
 from zfutils.data.build import prepare_dataset
 
 

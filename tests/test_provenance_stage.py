@@ -2,6 +2,7 @@ import json
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import pytest
 import yaml
 
 from zfutils import paths
@@ -32,9 +33,9 @@ def test_write_run_record(tmp_path):
 
 def test_open_stage_resolves_config_and_writes_record(tmp_path, monkeypatch):
     monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
-    stage = open_stage("07_demo", "smoke", backbone="lama", seed=5, overrides='{"data.image_size": 48}',
+    stage = open_stage("07_transfer_species", "smoke", backbone="lama", seed=5, overrides='{"data.image_size": 48}',
                        data_source="", data_path="")
-    assert stage.dir == tmp_path / "runs" / "smoke" / "lama" / "07_demo"
+    assert stage.dir == tmp_path / "runs" / "smoke" / "lama" / "07_transfer_species"
     assert stage.cfg["seed"] == 5 and stage.cfg["data"]["image_size"] == 48 and stage.cfg["data"]["source"] == "synth"
     assert yaml.safe_load((stage.dir / "config.yaml").read_text())["backbone"]["name"] == "lama"
     stage.log_metrics(accuracy=0.5)
@@ -43,7 +44,7 @@ def test_open_stage_resolves_config_and_writes_record(tmp_path, monkeypatch):
     fig, _ = plt.subplots()
     stage.save_figure(fig, "curve", publish=True)
     assert (stage.dir / "figures" / "curve.png").is_file()
-    assert (paths.figures_dir("smoke") / "lama_07_demo_curve.png").is_file()
+    assert (paths.figures_dir("smoke") / "lama_07_transfer_species_curve.png").is_file()
     stage.save_table(pd.DataFrame({"a": [1]}), "tab")
     markdown = (stage.dir / "tab.md").read_text()
     assert markdown.startswith("|") and " a " in markdown.splitlines()[0]
@@ -52,6 +53,14 @@ def test_open_stage_resolves_config_and_writes_record(tmp_path, monkeypatch):
 
 def test_open_stage_shared_stage_dir_and_data_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
-    stage = open_stage("01_x", "smoke", data_source="aau", data_path="/data/aau")
-    assert stage.dir == tmp_path / "runs" / "smoke" / "01_x"
+    stage = open_stage("01_prepare_dataset", "smoke", data_source="aau", data_path="/data/aau")
+    assert stage.dir == tmp_path / "runs" / "smoke" / "01_prepare_dataset"
     assert stage.cfg["data"]["source"] == "aau" and stage.cfg["data"]["path"] == "/data/aau"
+
+
+def test_open_stage_refuses_a_name_that_is_no_stage(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
+    with pytest.raises(ValueError, match=r"unknown stage '03_classify'; the stages are the notebooks' names: "
+                                         r"01_prepare_dataset, .*08_report"):
+        open_stage("03_classify", "smoke", backbone="lama")
+    assert not (tmp_path / "runs").exists()  # nothing written

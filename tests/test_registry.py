@@ -79,3 +79,66 @@ def test_missing_fill_is_the_models_neutral_input(name):
     expected = {"aotgan": 1.0, "edgeconnect": 1.0, "deepfillv2": 0.0, "lama": 0.0, "efficientnet": 0.0, "inceptionv3": 0.0,
                 "efficientnetv2": 0.0}
     assert torch.allclose(seen, torch.full_like(seen, expected[name]), atol=1e-5)
+
+
+def _old_block(module):
+    """The fields each inpainting module used to spell out in its explicit Backbone(...) block."""
+    from zfutils.models import aotgan, deepfillv2, edgeconnect, lama
+
+    functions = {f: getattr(module, f) for f in registry.INPAINTING_FUNCTIONS if f != "encoder_input"}
+    encoder_input = deepfillv2.network_input if module is deepfillv2 else module.encoder_input
+    hint = {aotgan: aotgan.CHECKPOINT_HINT, lama: lama.HOW_TO_GET,
+            deepfillv2: "nipponjo/deepfillv2-pytorch README, 'Pretrained models' (Google Drive): pass "
+                        "states_pt_places2.pth (fine-tuned, networks.py) or states_tf_places2.pth (converted TF "
+                        "weights, networks_tf.py); load_pretrained reports which under 'variant'",
+            edgeconnect: f"places2 weights: {edgeconnect.RELEASE} (knazeri/edge-connect README); pass the folder "
+                         "holding EdgeModel_gen.pth and InpaintingModel_gen.pth (EdgeModel_dis.pth / "
+                         "InpaintingModel_dis.pth are optional)"}[module]
+    fill = {aotgan: (1.0, 1.0, 1.0), deepfillv2: (0.5, 0.5, 0.5), edgeconnect: (1.0, 1.0, 1.0), lama: (0.0, 0.0, 0.0)}
+    auxiliary = edgeconnect.AUXILIARY if module is edgeconnect else None
+    return dict(name=module.__name__.rsplit(".", 1)[1], family="inpainting", **functions, encoder_input=encoder_input,
+                checkpoint_hint=hint, missing_fill=fill[module], matcher=None, auxiliary=auxiliary)
+
+
+@pytest.mark.parametrize("name", ["aotgan", "deepfillv2", "edgeconnect", "lama"])
+def test_register_inpainting_gives_the_fields_of_the_old_explicit_block(name):
+    import dataclasses
+    import importlib
+
+    module = importlib.import_module(f"zfutils.models.{name}")
+    backbone = registry.get(name)
+    expected = _old_block(module)
+    assert backbone is module.BACKBONE
+    assert {f.name for f in dataclasses.fields(backbone)} == set(expected)
+    for field, value in expected.items():
+        assert getattr(backbone, field) is value or getattr(backbone, field) == value, field
+        if callable(value):
+            assert getattr(backbone, field) is value, field  # the module's own function, not a copy
+
+
+def test_register_inpainting_names_the_module_and_every_missing_function(monkeypatch):
+    import types
+
+    monkeypatch.setattr(registry, "BACKBONES", dict(registry.BACKBONES))
+    fake = types.ModuleType("zfutils.models.fake_inpainting")
+    for f in registry.INPAINTING_FUNCTIONS:
+        if f not in ("encoder", "cam_layer"):
+            setattr(fake, f, lambda *a, **k: None)
+    fake.encoder = "not a function"
+    with pytest.raises(TypeError, match=r"'zfutils\.models\.fake_inpainting'.*'fake'.*no function encoder, cam_layer"):
+        registry.register_inpainting("fake", fake, checkpoint_hint="h", missing_fill=(0.0, 0.0, 0.0))
+    assert "fake" not in registry.BACKBONES
+
+
+def test_register_inpainting_takes_globals_and_named_overrides(monkeypatch):
+    monkeypatch.setattr(registry, "BACKBONES", dict(registry.BACKBONES))
+    functions = {f: (lambda *a, **k: None) for f in registry.INPAINTING_FUNCTIONS if f != "encoder_input"}
+    network_input = lambda image, mask: image  # noqa: E731
+    namespace = {"__name__": "zfutils.models.fake_inpainting", **functions, "network_input": network_input}
+    backbone = registry.register_inpainting("fake", namespace, checkpoint_hint="h", missing_fill=(0.0, 0.0, 0.0),
+                                            encoder_input=network_input)
+    assert registry.BACKBONES["fake"] is backbone and backbone.family == "inpainting"
+    assert backbone.encoder_input is network_input and backbone.inpaint is functions["inpaint"]
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register_inpainting("fake", namespace, checkpoint_hint="h", missing_fill=(0.0, 0.0, 0.0),
+                                     encoder_input=network_input)

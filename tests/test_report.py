@@ -4,20 +4,21 @@ import json
 import numpy as np
 import pandas as pd
 
-from zfutils import config, paths, report
+from zfutils import config, paths, tables
+from zfutils.stages import report
 
 
 def test_mean_std_formats_one_or_several_seeds():
-    assert report.mean_std(0.5) == "0.500"
-    assert report.mean_std([0.5, 0.7]) == "0.600 ± 0.100"
-    assert report.mean_std(None) == "–" and report.mean_std(float("nan")) == "–"
-    assert report.mean_std([0.5, float("nan")]) == "0.500"
+    assert tables.mean_std(0.5) == "0.500"
+    assert tables.mean_std([0.5, 0.7]) == "0.600 ± 0.100"
+    assert tables.mean_std(None) == "–" and tables.mean_std(float("nan")) == "–"
+    assert tables.mean_std([0.5, float("nan")]) == "0.500"
 
 
 def test_row_marking_best_bold_worst_italic_with_ties():
-    t = report.Table("t", "T", pd.DataFrame({"a": [0.9, 0.2], "b": [0.1, 0.2], "c": [0.9, 0.5]}, index=["x", "y"]),
+    t = tables.Table("t", "T", pd.DataFrame({"a": [0.9, 0.2], "b": [0.1, 0.2], "c": [0.9, 0.5]}, index=["x", "y"]),
                      "caption", mark="row")
-    text = report.marked(t)
+    text = tables.marked(t)
     assert text.loc["x", "a"] == "**0.900**" and text.loc["x", "c"] == "**0.900**"  # tied best both bold
     assert text.loc["x", "b"] == "*0.100*"
     assert text.loc["y", "c"] == "**0.500**" and text.loc["y", "a"] == "*0.200*" and text.loc["y", "b"] == "*0.200*"
@@ -25,17 +26,17 @@ def test_row_marking_best_bold_worst_italic_with_ties():
 
 def test_column_marking_follows_each_metrics_direction():
     values = pd.DataFrame({"Silhouette": [0.1, 0.5], "Davies-Bouldin": [0.4, 1.2]}, index=["m", "ref-m"])
-    t = report.Table("t4", "T4", values, "c", mark="column", higher_is_better={"Silhouette": True, "Davies-Bouldin": False})
-    text = report.marked(t)
+    t = tables.Table("t4", "T4", values, "c", mark="column", higher_is_better={"Silhouette": True, "Davies-Bouldin": False})
+    text = tables.marked(t)
     assert text.loc["ref-m", "Silhouette"] == "**0.500**" and text.loc["m", "Silhouette"] == "*0.100*"
     assert text.loc["m", "Davies-Bouldin"] == "**0.400**" and text.loc["ref-m", "Davies-Bouldin"] == "*1.200*"
 
 
 def test_marking_uses_the_mean_of_seeds_and_skips_constant_lines():
     values = pd.DataFrame({"acc": [[0.5, 0.7], [0.4, 0.4]]}, index=["a", "b"], dtype=object)
-    text = report.marked(report.Table("t", "T", values, "c", mark="column"))
+    text = tables.marked(tables.Table("t", "T", values, "c", mark="column"))
     assert text.loc["a", "acc"] == "**0.600 ± 0.100**" and text.loc["b", "acc"] == "*0.400 ± 0.000*"
-    flat = report.marked(report.Table("t", "T", pd.DataFrame({"acc": [0.3, 0.3]}), "c", mark="column"))
+    flat = tables.marked(tables.Table("t", "T", pd.DataFrame({"acc": [0.3, 0.3]}), "c", mark="column"))
     assert not flat["acc"].str.contains(r"\*").any()
 
 
@@ -90,7 +91,7 @@ def test_shortcut_table_compares_with_the_base_preset(tmp_path, monkeypatch):
 
 def test_count_columns_read_as_integers():
     values = pd.DataFrame({"batch size": [8.0, 8.0], "iterations": [252.0, 100.0], "loss": [0.5, 1.0]}, index=["a", "b"])
-    text = report.marked(report.Table("t3", "T3", values, "c"))
+    text = tables.marked(tables.Table("t3", "T3", values, "c"))
     assert text.loc["a", "batch size"] == "8" and text.loc["b", "iterations"] == "100" and text.loc["b", "loss"] == "1.000"
 
 
@@ -129,7 +130,7 @@ def test_head_comparison_table_gives_mean_std_per_pooling_and_the_chance_range(t
     table = pd.read_csv(paths.figures_dir("smoke") / "head_comparison.csv", index_col=0)
     assert np.isclose(table.loc["aotgan shallow", "flatten"], 0.7) and np.isclose(table.loc["aotgan shallow", "avg"], 0.2)
     md = (paths.figures_dir("smoke") / "head_comparison.md").read_text()
-    low, high = report.chance_range(1 / 6, 60)
+    low, high = tables.chance_range(1 / 6, 60)
     assert "**0.700 ± 0.100**" in md and "*0.200 ± 0.000°*" in md and "2 training seeds" in md
     assert f"{low:.3f}-{high:.3f} on 60 test images" in md and low < 1 / 6 < high
     assert found["head_comparison"].mark == "row"
@@ -137,10 +138,10 @@ def test_head_comparison_table_gives_mean_std_per_pooling_and_the_chance_range(t
 
 def test_chance_range_holds_a_guessers_accuracy_95_percent_of_the_time():
     rng = np.random.default_rng(0)
-    low, high = report.chance_range(1 / 6, 64)
+    low, high = tables.chance_range(1 / 6, 64)
     scores = rng.binomial(64, 1 / 6, 20000) / 64
     inside = ((scores >= low) & (scores <= high)).mean()
-    assert 0.95 <= inside <= 0.99 and report.chance_range(0.5, 1000)[0] > 0.45
+    assert 0.95 <= inside <= 0.99 and tables.chance_range(0.5, 1000)[0] > 0.45
 
 
 def test_pretraining_table_sets_each_start_beside_its_random_control_and_marks_chance(tmp_path, monkeypatch):
@@ -159,7 +160,7 @@ def test_pretraining_table_sets_each_start_beside_its_random_control_and_marks_c
     table = pd.read_csv(paths.figures_dir("smoke") / "pretraining.csv", index_col=0)
     assert np.isclose(table.loc["aotgan deep", "difference"], 0.6) and np.isclose(table.loc["lama deep", "random start"], 0.7)
     md = (paths.figures_dir("smoke") / "pretraining.md").read_text()
-    low, high = report.chance_range(1 / 3, 20)
+    low, high = tables.chance_range(1 / 3, 20)
     assert low <= 0.3 <= high and not low <= 0.7 <= high
     assert "0.300°" in md and "0.200°" in md and "0.800°" not in md and "Starting weights: inpainting" in md
     assert "on 20 test images 95% of the time" in md
@@ -179,3 +180,23 @@ def test_an_ablation_mode_no_network_ran_has_no_table_and_matchers_join_the_othe
     assert "table2_ablation_shallow" in names and "table1_ablation_deep" not in names
     table2 = pd.read_csv(paths.figures_dir("smoke") / "table2_ablation_shallow.csv", index_col=0)
     assert table2.loc["sift", "all"] == 0.9 and table2.loc["lama", "all"] == 0.5
+
+
+def test_row_label_says_random_weights_and_no_training():
+    assert tables.row_label("lama", "inpainting") == "lama"
+    assert tables.row_label("efficientnet", "random") == "efficientnet (random init)"
+    assert tables.row_label("sift", "none") == "sift (no training)" and tables.row_label("lama", None) == "lama"
+
+
+def test_key_figures_size_study_first_then_projections_and_ablation(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
+    published = paths.figures_dir("smoke")
+    published.mkdir(parents=True)
+    for name in ("lama_05_cluster_embeddings_projections.png", "aotgan_05_cluster_embeddings_projections.png",
+                 "aotgan_04_ablate_regions_ablation_accuracy.png", "aotgan_01_prepare_dataset_sample_grid.png"):
+        (published / name).write_bytes(b"png")
+    size = published / "size_study.png"
+    assert [f.name for f in report.key_figures("smoke", size)] == [
+        "size_study.png", "aotgan_05_cluster_embeddings_projections.png", "lama_05_cluster_embeddings_projections.png",
+        "aotgan_04_ablate_regions_ablation_accuracy.png"]
+    assert len(report.key_figures("smoke", None, n=2)) == 2

@@ -5,22 +5,23 @@ import pytest
 import torch
 
 from tests.test_torchsets import split_data
-from zfutils import clustering, config, paths, regions
+from zfutils import config, paths
 from zfutils.embed import save_embeddings
+from zfutils.stages import ablate_regions, cluster_embeddings
 
 
 def test_split_rule_falls_back_to_random_for_open():
-    assert regions.split_rule(config.resolve("smoke")) == "session"
-    assert regions.split_rule(config.resolve("smoke", None, {"split.classify": "open"})) == "random"
+    assert ablate_regions.split_rule(config.resolve("smoke")) == "session"
+    assert ablate_regions.split_rule(config.resolve("smoke", None, {"split.classify": "open"})) == "random"
 
 
 def test_ablation_rows_and_condition_examples(tmp_path):
     data = split_data(tmp_path, per_session=4)
     cfg = config.resolve("smoke", "lama", {"ablation.per_individual": 8, "ablation.source": "classify",
                                            "split.classify": "random"})
-    rows = regions.ablation_rows(cfg, data)
+    rows = ablate_regions.ablation_rows(cfg, data)
     assert rows.groupby("identity").size().max() <= 8 and set(rows["split_ablation"]) == {"train", "val", "test"}
-    examples = regions.condition_examples(data, rows, (0.0, 0.0, 0.0), ["pattern_only", "all"], n=2)
+    examples = ablate_regions.condition_examples(data, rows, (0.0, 0.0, 0.0), ["pattern_only", "all"], n=2)
     assert examples["all"].shape == (2, 3, 16, 16)
     removed = examples["pattern_only"] != examples["all"]
     assert removed.any() and torch.all(examples["pattern_only"][removed] == 0)
@@ -30,7 +31,7 @@ def test_accuracy_table_layout():
     records = pd.DataFrame([{"condition": c, "mode": m, "accuracy": a} for c, m, a in
                             [("pattern_only", "deep", 0.9), ("no_pattern", "deep", 0.2),
                              ("pattern_only", "shallow", 0.5), ("no_pattern", "shallow", 0.4)]])
-    table = regions.accuracy_table(records, "lama")
+    table = ablate_regions.accuracy_table(records, "lama")
     assert list(table.columns) == ["pattern_only", "no_pattern"]
     assert table.loc["lama (deep)", "pattern_only"] == 0.9
 
@@ -49,14 +50,14 @@ def test_clustering_finds_embeddings_and_scores_them(tmp_path, monkeypatch):
         d.mkdir(parents=True)
         save_embeddings(d / name, vectors, rows)
     cfg = config.resolve("smoke", "lama")
-    files = clustering.embedding_files(cfg, "test")
+    files = cluster_embeddings.embedding_files(cfg, "test")
     assert set(files) == {"lama", "ref-lama"}
-    table = clustering.table4(clustering.load_named(files), cfg)
+    table = cluster_embeddings.table4(cluster_embeddings.load_named(files), cfg)
     assert np.allclose(table["ari"], 1.0)
-    coords = clustering.projections(clustering.load_named(files), cfg)
+    coords = cluster_embeddings.projections(cluster_embeddings.load_named(files), cfg)
     assert set(coords) == {(n, m) for n in ("lama", "ref-lama") for m in ("pca", "tsne")}
     with pytest.raises(FileNotFoundError, match="run stages 02 and 03 first"):
-        clustering.embedding_files(cfg, "open")
+        cluster_embeddings.embedding_files(cfg, "open")
 
 
 def test_explorer_lists_embeddings_draws_and_picks_the_nearest_point(tmp_path, monkeypatch):
@@ -88,3 +89,14 @@ def test_explorer_lists_embeddings_draws_and_picks_the_nearest_point(tmp_path, m
     assert explorer.image.value == rows.rows["image_id"].iloc[2]
     with pytest.raises(FileNotFoundError, match="run stages 02 and 03 first"):
         EmbeddingExplorer(cfg, ["aotgan"])
+
+
+def test_table3_row_is_the_studys_table_3_row():
+    from zfutils.stages import inpaint_patterns
+
+    run = {"table3": {"best_val_g_loss": 0.25, "batch_size": 8, "best_iteration": 120, "other": 1},
+           "test": {"l1_hole": 0.1, "psnr_hole": 18.0}}
+    row = inpaint_patterns.table3_row(run, "lama")
+    assert list(row.index) == ["lama"]
+    assert row.loc["lama"].to_dict() == {"lowest validation generator loss": 0.25, "batch size": 8, "iterations": 120,
+                                         "l1_hole": 0.1, "psnr_hole": 18.0}

@@ -2,7 +2,8 @@
 backbone's own convention (as the study), and its feature map becomes one vector per image by the
 classifier's pooling (`classify.pooling`: flattened, as the study's head reads it, or pooled), so
 the inpainting-only embeddings live in the space the classification head starts from. Saved with
-ids and labels for the clustering stage."""
+ids and labels for the clustering stage. A trained classifier's embeddings and their retrieval
+scores come from here too."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from zfutils import atomic
+from zfutils.data.format import StoredDataset
+from zfutils.data.torchsets import ClassificationSet
+from zfutils.models.classifier import Classifier
 from zfutils.models.pooling import make_pooling
 from zfutils.models.registry import Backbone
+from zfutils.retrieval import retrieval_metrics
 
 
 @torch.no_grad()
@@ -51,3 +56,25 @@ def load_embeddings(path: Path) -> dict[str, np.ndarray]:
                                 "embeddings, 03 for refined ones) first")
     with np.load(path, allow_pickle=False) as npz:
         return {k: npz[k] for k in npz.files}
+
+
+@torch.no_grad()
+def embed_set(model: Classifier, data, batch_size: int, device: str) -> np.ndarray:
+    """N x D embeddings of `data` by a classifier: what its head reads (zfutils.models.classifier)."""
+    model.eval()
+    out = [model.embed(b["image"].to(device)).cpu() for b in torch.utils.data.DataLoader(data, batch_size=batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def retrieval_on(model: Classifier, data: StoredDataset, column: str, protocol: str, cfg: dict, device: str) -> dict:
+    """Retrieval with this model's embeddings. `gallery`: the test images of split `column` query
+    every other classification image (the reference images of known individuals); `loo`: the test
+    images query each other (held-out individuals, who have no reference images)."""
+    rows = ClassificationSet(data, "test" if protocol == "loo" else ("train", "val", "test"), column=column)
+    if len(rows) < 2:
+        return {"n_queries": 0, "protocol": protocol}
+    vectors = embed_set(model, rows, cfg["embed"]["batch_size"], device)
+    queries = None if protocol == "loo" else (rows.rows[column] == "test").to_numpy()
+    out = retrieval_metrics(vectors, rows.rows["identity"].to_numpy(), rows.rows["session"].to_numpy(),
+                            ks=tuple(cfg["classify"]["retrieval_ks"]), queries=queries)
+    return {**out, "protocol": protocol}

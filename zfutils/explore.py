@@ -15,11 +15,11 @@ import yaml
 from zfutils import cluster, config, paths
 from zfutils.data.build import load_prepared
 from zfutils.embed import load_embeddings
-from zfutils.plots.data import overlay_masks
+from zfutils.plots.prepare_dataset import overlay_masks
 
-KINDS = {"inpainting only": ("02_inpaint_patterns", "embeddings.npz"),
-         "refined (deep)": ("03_finetune_classifier", "embeddings_ref.npz"),
-         "match profile": ("03_finetune_classifier", "embeddings_match.npz")}  # matching methods (sift, orb)
+KINDS = {"inpainting only": (paths.INPAINT_PATTERNS, "embeddings.npz"),
+         "refined (deep)": (paths.FINETUNE_CLASSIFIER, "embeddings_ref.npz"),
+         "match profile": (paths.FINETUNE_CLASSIFIER, "embeddings_match.npz")}  # matching methods (sift, orb)
 
 
 def available_embeddings(preset: str, backbones, run_seed: int | None = None) -> dict[tuple[str, str], object]:
@@ -91,11 +91,11 @@ class EmbeddingExplorer:
     def classifier(self, backbone: str):
         """The backbone's deep classifier from stage 03 (best epoch), for Grad-CAM."""
         if backbone not in self._models:
-            from zfutils.classification import build_classifier
+            from zfutils.train.classifier_setup import build_classifier
             from zfutils.models import get
             from zfutils.train.checkpoint import load_checkpoint
 
-            run = paths.run_stage_dir(self.cfg, "03_finetune_classifier", backbone)
+            run = paths.run_stage_dir(self.cfg, paths.FINETUNE_CLASSIFIER, backbone)
             if not (run / "deep" / "checkpoints" / "best.pt").is_file():
                 raise FileNotFoundError(run / "deep" / "checkpoints" / "best.pt")
             cfg = yaml.safe_load((run / "config.yaml").read_text())

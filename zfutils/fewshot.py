@@ -4,7 +4,7 @@ nearest-individual matching by local features for methods without an encoder.
 
 Training images come from the `train` part of the session split only (`split_session`): test
 images then sit in other recording sessions, never beside near-duplicates of training frames.
-A classifier is stage 03's (classification.build_classifier, ClassifierTrainer, the `classify`
+A classifier is stage 03's (zfutils.train.classifier_setup.build_classifier, ClassifierTrainer, the `classify`
 settings): in `shallow` mode a head on the frozen encoder's features, computed once per data set
 (ClassifierTrainer.frozen_features) and reused by every size and seed; in `deep` mode everything
 trains from the starting weights. A small training set has few batches per epoch, so a run
@@ -27,13 +27,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from zfutils import classification
 from zfutils.data.format import StoredDataset
 from zfutils.data.torchsets import ClassificationSet
 from zfutils.models.registry import Backbone
 from zfutils.train import batchnorm
 from zfutils.train.augment import recipe
-from zfutils.train.classify import ClassifierTrainer, EmbeddedSet
+from zfutils.train.classifier_setup import build_classifier
+from zfutils.train.classify import ClassifierTrainer, EmbeddedSet, holds_features
 
 COLUMN = "split_session"
 SPLITS = ("train", "val", "test")
@@ -146,7 +146,7 @@ def epochs_for(n_train: int, cfg: dict, min_steps: int) -> int:
 
 def class_counts(train, n_classes: int) -> list[int]:
     """Training images per class, in label order, of stored features or of a Selected image set."""
-    labels = train.label if isinstance(train, EmbeddedSet) else torch.tensor(
+    labels = train.label if holds_features(train) else torch.tensor(
         [train.classes.index(str(i)) for i in train.rows["identity"]], dtype=torch.long)
     return torch.bincount(labels, minlength=n_classes).tolist()
 
@@ -158,7 +158,7 @@ def train_and_test(cfg: dict, backbone: Backbone, state: dict | None, n_classes:
     mode, images in deep mode), its best epoch chosen on sets['val'], tested on sets['test']."""
     c = cfg["classify"]
     torch.manual_seed(int(seed))
-    model = classification.build_classifier(cfg, backbone, state if mode == "deep" else None, n_classes)
+    model = build_classifier(cfg, backbone, state if mode == "deep" else None, n_classes)
     if mode == "shallow":  # the head trains on stored features: no encoder, and small checkpoints
         model.encoder, model.cam_layer = nn.Identity(), nn.Identity()
     model.set_class_counts(class_counts(sets["train"], n_classes))  # as stage 03 (the dynamic-margin head uses them)

@@ -305,7 +305,7 @@ def _batch(images, regions, names, start: int = 0):
 
 def retrieval_on_dataset(data, rows, *, queries=None, region: str | None = "pattern", ks=(1, 5),
                          **settings) -> tuple[dict, Scores]:
-    """Retrieval as zfutils.classification.retrieval_on measures it, by local features: every row
+    """Retrieval as zfutils.embed.retrieval_on measures it, by local features: every row
     of `rows` (metadata rows of the StoredDataset `data`) is in the gallery, the rows `queries`
     marks (all by default) ask; `region` restricts keypoints to the `fish` or `pattern` mask.
     Returns the metrics with the cost, and the scores."""

@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 
 from zfutils import config
-from zfutils.ablation import kept_region
+from zfutils.data.ablation import kept_region
 from zfutils.cam import cam_mass_shares
 from zfutils.data.format import StoredDataset
 from zfutils.data.torchsets import ClassificationSet
 from zfutils.localfeatures import LocalFeatureIndex, match_inliers, similarity_retrieval_metrics
 from zfutils.metrics import classification_metrics, confusion
 from zfutils.models import get
+from zfutils.train.cam_watch import cam_watch_set
 
 REGIONS = ("fish", "pattern", "all")
 MODE = "matching"  # the one "mode" of a method without training
@@ -127,8 +128,6 @@ def evaluate(cfg: dict, data: StoredDataset) -> dict:
     """Stage 03 for a matcher: one result in stage 03's shape (test metrics and confusion of the
     nearest individual, validation accuracy, retrieval on the test split and on held-out
     individuals, the inlier-focus shares, the cost per query)."""
-    from zfutils.classification import cam_watch_set
-
     region = check_region(cfg, data)
     region_of = lambda item: _region(item, region)  # noqa: E731
     sets = {s: ClassificationSet(data, s) for s in ("train", "val", "test")}

@@ -13,6 +13,19 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_DIR = PROJECT_ROOT / "params"
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 
+# The stages, named after their notebooks (notebooks/<name>.ipynb); code refers to them by these
+# names only, and a test checks them against the notebooks.
+STAGES = (
+    PREPARE_DATASET := "01_prepare_dataset",
+    INPAINT_PATTERNS := "02_inpaint_patterns",
+    FINETUNE_CLASSIFIER := "03_finetune_classifier",
+    ABLATE_REGIONS := "04_ablate_regions",
+    CLUSTER_EMBEDDINGS := "05_cluster_embeddings",
+    VARY_TRAINING_SIZE := "06_vary_training_size",
+    TRANSFER_SPECIES := "07_transfer_species",
+    REPORT := "08_report",
+)
+
 
 def workdir() -> Path:
     """Root of everything a run writes: the project root unless ZF_WORKDIR says otherwise."""

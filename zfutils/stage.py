@@ -86,6 +86,8 @@ def open_stage(name: str, preset: str, backbone: str | None = None, seed: int | 
     """Resolve the config (defaults < preset < backbone < overrides), create the run folder,
     record provenance, seed and limit threads. `overrides` may be a JSON string (from papermill);
     empty `seed`, `data_source`, `data_path` leave the config's values."""
+    if name not in paths.STAGES:
+        raise ValueError(f"unknown stage '{name}'; the stages are the notebooks' names: {', '.join(paths.STAGES)}")
     if isinstance(overrides, str):
         overrides = json.loads(overrides) if overrides.strip() else {}
     overrides = dict(overrides or {})

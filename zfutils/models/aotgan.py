@@ -25,7 +25,7 @@ from torch import nn
 
 from zfutils.models.aotgan_blocks import BLOCKS, RATES, Discriminator, InpaintGenerator, scaled
 from zfutils.models.checkpoints import read_checkpoint, take
-from zfutils.models.registry import Backbone, InpaintResult, register
+from zfutils.models.registry import InpaintResult, register_inpainting
 
 CHECKPOINT_HINT = (
     "download the places2 (or CELEBA-HQ) folder linked under 'Pretrained models' in "
@@ -167,18 +167,4 @@ def load_pretrained(path, *, trust_pickle: bool = False) -> dict:
     return {"generator": generator, "discriminator": discriminator}
 
 
-BACKBONE = register(Backbone(
-    name="aotgan",
-    family="inpainting",
-    build_generator=build_generator,
-    build_discriminator=build_discriminator,
-    load_pretrained=load_pretrained,
-    inpaint=inpaint,
-    discriminate=discriminate,
-    encoder_input=encoder_input,
-    encoder=encoder,
-    cam_layer=cam_layer,
-    embed_dim=embed_dim,
-    checkpoint_hint=CHECKPOINT_HINT,
-    missing_fill=(1.0, 1.0, 1.0),
-))
+BACKBONE = register_inpainting("aotgan", globals(), checkpoint_hint=CHECKPOINT_HINT, missing_fill=(1.0, 1.0, 1.0))

@@ -29,7 +29,7 @@ from zfutils.models import checkpoints
 from zfutils.models.deepfillv2_layers import Discriminator
 from zfutils.models.deepfillv2_net import DeepFillGenerator
 from zfutils.models.deepfillv2_tf import DeepFillTFGenerator
-from zfutils.models.registry import Backbone, InpaintResult, register
+from zfutils.models.registry import InpaintResult, register_inpainting
 
 Tensor = torch.Tensor
 
@@ -37,6 +37,9 @@ GENERATORS = {"pt": DeepFillGenerator, "tf": DeepFillTFGenerator}
 OFFICIAL_CNUM, OFFICIAL_DILATED, OFFICIAL_DCNUM = 48, 4, 64
 HOW_TO_GET = ("download it from the links in nipponjo/deepfillv2-pytorch's README, 'Pretrained models' "
               "(Places2: states_pt_places2.pth for networks.py, or the converted TF weights states_tf_places2.pth)")
+CHECKPOINT_HINT = ("nipponjo/deepfillv2-pytorch README, 'Pretrained models' (Google Drive): pass "
+                   "states_pt_places2.pth (fine-tuned, networks.py) or states_tf_places2.pth (converted TF "
+                   "weights, networks_tf.py); load_pretrained reports which under 'variant'")
 
 # Facts of the original training (configs/train.yaml and configs/train-places.yaml agree on all of them;
 # train.py, model/losses.py). Images there are in [-1, 1].
@@ -160,20 +163,5 @@ def embed_dim(width: float = 1.0) -> int:
     return 2 * scaled_cnum(width, OFFICIAL_CNUM, 4)
 
 
-BACKBONE = register(Backbone(
-    name="deepfillv2",
-    family="inpainting",
-    build_generator=build_generator,
-    build_discriminator=build_discriminator,
-    load_pretrained=load_pretrained,
-    inpaint=inpaint,
-    discriminate=discriminate,
-    encoder_input=network_input,
-    encoder=encoder,
-    cam_layer=cam_layer,
-    embed_dim=embed_dim,
-    checkpoint_hint=("nipponjo/deepfillv2-pytorch README, 'Pretrained models' (Google Drive): pass "
-                     "states_pt_places2.pth (fine-tuned, networks.py) or states_tf_places2.pth (converted TF "
-                     "weights, networks_tf.py); load_pretrained reports which under 'variant'"),
-    missing_fill=(0.5, 0.5, 0.5),
-))
+BACKBONE = register_inpainting("deepfillv2", globals(), checkpoint_hint=CHECKPOINT_HINT, missing_fill=(0.5, 0.5, 0.5),
+                               encoder_input=network_input)

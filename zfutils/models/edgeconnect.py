@@ -28,13 +28,16 @@ from zfutils.models.edgeconnect_networks import (
     EdgeConnectDiscriminator, EdgeConnectGenerator, channels, inpaint_input,
 )
 from zfutils.models.edgeconnect_training import AUXILIARY, discriminate_edges  # noqa: F401 (discriminate_edges: API)
-from zfutils.models.registry import Backbone, InpaintResult, register
+from zfutils.models.registry import InpaintResult, register_inpainting
 
 RELEASE = "https://drive.google.com/drive/folders/158ch9Psjop0mQEdeIp9DKjrYIGTDsZKN"
 FILES = {"edge": "EdgeModel", "inpaint": "InpaintingModel"}  # <name>_gen.pth / <name>_dis.pth
 HOW_TO_GET = (f"download the places2 folder from {RELEASE} (knazeri/edge-connect README, 'Getting started'; "
               "CelebA and Paris-StreetView folders are linked there too) and pass the folder that holds "
               "EdgeModel_gen.pth and InpaintingModel_gen.pth")
+CHECKPOINT_HINT = (f"places2 weights: {RELEASE} (knazeri/edge-connect README); pass the folder holding "
+                   "EdgeModel_gen.pth and InpaintingModel_gen.pth (EdgeModel_dis.pth / InpaintingModel_dis.pth "
+                   "are optional)")
 
 # The original training configuration (config.yml.example; losses in src/models.py and src/loss.py).
 TRAINING = {
@@ -149,21 +152,5 @@ def load_pretrained(path, *, trust_pickle: bool = False) -> dict:
     return result
 
 
-BACKBONE = register(Backbone(
-    name="edgeconnect",
-    family="inpainting",
-    build_generator=build_generator,
-    build_discriminator=build_discriminator,
-    load_pretrained=load_pretrained,
-    inpaint=inpaint,
-    discriminate=discriminate,
-    encoder_input=encoder_input,
-    encoder=encoder,
-    cam_layer=cam_layer,
-    embed_dim=embed_dim,
-    checkpoint_hint=f"places2 weights: {RELEASE} (knazeri/edge-connect README); pass the folder holding "
-                    "EdgeModel_gen.pth and InpaintingModel_gen.pth (EdgeModel_dis.pth / InpaintingModel_dis.pth "
-                    "are optional)",
-    missing_fill=(1.0, 1.0, 1.0),
-    auxiliary=AUXILIARY,
-))
+BACKBONE = register_inpainting("edgeconnect", globals(), checkpoint_hint=CHECKPOINT_HINT, missing_fill=(1.0, 1.0, 1.0),
+                               auxiliary=AUXILIARY)

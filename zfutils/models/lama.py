@@ -28,7 +28,7 @@ from torch import nn
 from zfutils.models.checkpoints import CheckpointMismatch, read_checkpoint, strip_prefix, take
 from zfutils.models.lama_discriminator import NLayerDiscriminator
 from zfutils.models.lama_ffc import ConcatStreams, FFCBNAct, FFCResnetBlock
-from zfutils.models.registry import Backbone, InpaintResult, register
+from zfutils.models.registry import InpaintResult, register_inpainting
 
 Tensor = torch.Tensor
 
@@ -217,18 +217,4 @@ def load_pretrained(path, *, trust_pickle: bool = False) -> dict:
     return {"generator": generator, "discriminator": strip_prefix(state, "discriminator.") or None}
 
 
-BACKBONE = register(Backbone(
-    name="lama",
-    family="inpainting",
-    build_generator=build_generator,
-    build_discriminator=build_discriminator,
-    load_pretrained=load_pretrained,
-    inpaint=inpaint,
-    discriminate=discriminate,
-    encoder_input=encoder_input,
-    encoder=encoder,
-    cam_layer=cam_layer,
-    embed_dim=embed_dim,
-    checkpoint_hint=HOW_TO_GET,
-    missing_fill=(0.0, 0.0, 0.0),
-))
+BACKBONE = register_inpainting("lama", globals(), checkpoint_hint=HOW_TO_GET, missing_fill=(0.0, 0.0, 0.0))

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from types import ModuleType
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -99,10 +100,34 @@ def register(backbone: Backbone) -> Backbone:
     return backbone
 
 
-def get(name: str) -> Backbone:
-    """The registered backbone `name`; an unknown name lists the known ones."""
-    from zfutils import models  # noqa: F401  (importing the package registers every backbone)
+# The functions an inpainting module defines under these names (Backbone's field names).
+INPAINTING_FUNCTIONS = ("build_generator", "build_discriminator", "load_pretrained", "inpaint", "discriminate",
+                        "encoder_input", "encoder", "cam_layer", "embed_dim")
 
+
+def register_inpainting(name: str, module: ModuleType | Mapping[str, Any], *, checkpoint_hint: str,
+                        missing_fill: tuple[float, float, float], **fields) -> Backbone:
+    """Register an inpainting module (zfutils/models/<name>.py, passed as itself or as its
+    `globals()`) from the functions it defines under INPAINTING_FUNCTIONS' names, so that each
+    module does not repeat the field list and a missing function fails here, naming it, rather than
+    in a stage. `fields` sets any other Backbone field, or a function the module names otherwise
+    (DeepFillV2: encoder_input=network_input)."""
+    namespace = vars(module) if isinstance(module, ModuleType) else module
+    wanted = [f for f in INPAINTING_FUNCTIONS if f not in fields]
+    missing = [f for f in wanted if not callable(namespace.get(f))]
+    if missing:
+        raise TypeError(f"inpainting module '{namespace.get('__name__', '?')}' cannot register backbone '{name}': "
+                        f"it defines no function {', '.join(missing)} (define it, or pass one under another "
+                        f"name as register_inpainting(..., {missing[0]}=...))")
+    functions = {f: namespace[f] for f in wanted}
+    return register(Backbone(name=name, family="inpainting", checkpoint_hint=checkpoint_hint,
+                             missing_fill=missing_fill, **functions, **fields))
+
+
+def get(name: str) -> Backbone:
+    """The registered backbone `name`; an unknown name lists the known ones. Every backbone is
+    registered by then: importing this module first imports its package, zfutils/models/__init__.py,
+    which imports every backbone module."""
     if name not in BACKBONES:
         raise KeyError(f"unknown backbone '{name}'; known backbones: {', '.join(sorted(BACKBONES))}")
     return BACKBONES[name]

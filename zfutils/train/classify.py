@@ -30,7 +30,8 @@ MODES = ("shallow", "deep")
 
 
 class EmbeddedSet(torch.utils.data.Dataset):
-    """Pooled encoder features with their labels, batched like the images they came from."""
+    """Pooled encoder features with their labels, batched like the images they came from: what a
+    frozen encoder gives once (ClassifierTrainer.frozen_features), for a head to train on."""
 
     def __init__(self, embedding: torch.Tensor, label: torch.Tensor):
         self.embedding, self.label = embedding, label
@@ -40,6 +41,13 @@ class EmbeddedSet(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return {"embedding": self.embedding[index], "label": self.label[index]}
+
+
+def holds_features(data) -> bool:
+    """Whether `data` holds stored encoder features (an EmbeddedSet) rather than images: the one
+    test of what a trainer was given. Stored features went through an encoder already, so the
+    trainer neither calibrates the encoder on them nor computes frozen features from them."""
+    return isinstance(data, EmbeddedSet)
 
 
 @dataclass
@@ -169,12 +177,13 @@ class ClassifierTrainer(Resumable):
         neck's, exactly (the mean and variance of the pooled vectors of those images, one pass).
         Returns the number of batches used for the encoder."""
         self.model.eval()  # nothing else may move (dropout off, other statistics kept)
+        stored = holds_features(train_set)  # no images for the encoder; the neck's input is at hand
         used = 0
-        if encoder and self.precise_bn_batches and not isinstance(train_set, EmbeddedSet):
+        if encoder and self.precise_bn_batches and not stored:
             used = batchnorm.recalibrate(self.model.encoder, lambda b: self.model.embed(b["image"].to(self.device)),
                                          self._calibration_batches(train_set, epoch))
         if batchnorm.batchnorms(self.model.neck):
-            if isinstance(train_set, EmbeddedSet):
+            if stored:
                 vectors = train_set.embedding.to(self.device)
             else:
                 with torch.no_grad():
@@ -188,13 +197,16 @@ class ClassifierTrainer(Resumable):
         return (b for k, b in enumerate(loader) if not self.precise_bn_batches or k < self.precise_bn_batches)
 
     def fit(self, train_set, val_set, n_classes: int) -> dict:
-        """Train the remaining epochs; returns the best epoch and its validation accuracy."""
+        """Train the remaining epochs; returns the best epoch and its validation accuracy. The sets
+        hold images or stored features (EmbeddedSet, holds_features); given images, shallow mode
+        stores their frozen features first and trains on those."""
         resumed = self.resume()  # a resumed run has its statistics in the checkpoint
-        if not resumed and self.calibrate_first and self.precise_bn_batches and not isinstance(train_set, EmbeddedSet):
-            used = self._recalibrate(train_set, 0, encoder=True)  # before a frozen encoder's features are stored
-            self.log.write(kind="calibration", epoch=0, iteration=0, batches=used)
-        if self.mode == "shallow" and not isinstance(train_set, EmbeddedSet):
-            train_set, val_set = self.frozen_features(train_set), self.frozen_features(val_set)
+        if not holds_features(train_set):  # images: stored features were calibrated for and computed elsewhere
+            if not resumed and self.calibrate_first and self.precise_bn_batches:
+                used = self._recalibrate(train_set, 0, encoder=True)  # before a frozen encoder's features are stored
+                self.log.write(kind="calibration", epoch=0, iteration=0, batches=used)
+            if self.mode == "shallow":
+                train_set, val_set = self.frozen_features(train_set), self.frozen_features(val_set)
         if not resumed:
             self._recalibrate(train_set, 0, encoder=False)
         per_epoch = min(len(self.epoch_loader(train_set, 1)), self.max_batches or math.inf)

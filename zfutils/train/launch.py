@@ -4,7 +4,7 @@
     torchrun --nproc_per_node=4 -m zfutils.train.launch --preset paper --backbone lama --task inpaint
     torchrun --nproc_per_node=4 -m zfutils.train.launch --preset paper --backbone lama --task classify
 
-It builds data sets, models and trainers with the stages' own functions and trains into the
+It builds data sets, models and trainers with the functions the stages use (zfutils.train.*_setup) and trains into the
 stage's run folder under the stage's config stamp. Running the stage afterwards (`python -m
 zfutils.pipeline` with the same preset and `--set` overrides) finds the finished checkpoints,
 resumes past the training and only tests, embeds and draws. Stage 01 must have prepared the
@@ -22,31 +22,31 @@ import sys
 from zfutils import atomic, config, paths
 from zfutils.train import distributed
 
-STAGES = {"inpaint": "02_inpaint_patterns", "classify": "03_finetune_classifier"}
+STAGES = {"inpaint": paths.INPAINT_PATTERNS, "classify": paths.FINETUNE_CLASSIFIER}
 
 
 def train_inpaint(cfg: dict, device: str, modes: list[str] | None = None) -> dict:
-    from zfutils import inpainting
     from zfutils.data.build import load_prepared
+    from zfutils.train.inpaint_setup import build_trainer, fit
 
     if cfg["backbone"]["family"] != "inpainting":
         raise ValueError(f"{cfg['backbone']['name']} is a {cfg['backbone']['family']} backbone: it has no inpainting "
                          "stage; use --task classify")
     run_dir = paths.run_stage_dir(cfg, STAGES["inpaint"], cfg["backbone"]["name"])
-    trainer, _ = inpainting.build_trainer(cfg, run_dir, device)
-    return {"table3": inpainting.fit(trainer, cfg, load_prepared(cfg))}
+    trainer, _ = build_trainer(cfg, run_dir, device)
+    return {"table3": fit(trainer, cfg, load_prepared(cfg))}
 
 
 def train_classify(cfg: dict, device: str, modes: list[str] | None = None) -> dict:
     """Each mode as the stage trains it (the leakage-check runs stay with the stage: shallow, small)."""
-    from zfutils import classification
     from zfutils.data.build import load_prepared
+    from zfutils.train.classifier_setup import train_mode
 
     data = load_prepared(cfg)
     stage_dir = paths.run_stage_dir(cfg, STAGES["classify"], cfg["backbone"]["name"])
     best = {}
     for mode in modes or cfg["classify"]["modes"]:
-        _, _, _, best[mode], _ = classification.train_mode(cfg, data, mode, stage_dir, device)
+        _, _, _, best[mode], _ = train_mode(cfg, data, mode, stage_dir, device)
     return best
 
 

@@ -7,9 +7,10 @@ import pytest
 
 from tests.helpers import prepare_tiny_study
 from tests.test_torchsets import split_data
-from zfutils import config, fewshot, paths, plots, sizestudy
+from zfutils import config, fewshot, paths, plots
 from zfutils.data import families
 from zfutils.stage import open_stage
+from zfutils.stages import vary_training_size
 
 
 @pytest.fixture
@@ -62,8 +63,8 @@ def test_pattern_families_get_their_own_data_folders(tmp_path, monkeypatch):
 
 
 def test_size_sweep_end_to_end_on_tiny_data(tiny):
-    stage = open_stage(sizestudy.STAGE, "smoke", backbone="aotgan", overrides=tiny)
-    results = sizestudy.run_study(stage)
+    stage = open_stage(vary_training_size.STAGE, "smoke", backbone="aotgan", overrides=tiny)
+    results = vary_training_size.run_study(stage)
     assert list(results["families"]) == ["stripes", "spots"]
     for family, f in results["families"].items():
         assert f["sizes"] == [1, 2] and f["dropped"] == [50] and f["n_individuals"] == 4
@@ -76,29 +77,29 @@ def test_size_sweep_end_to_end_on_tiny_data(tiny):
     assert (paths.data_dir("smoke", "synth", "spots") / "metadata.csv").is_file()  # built on first use
     assert json.loads((stage.dir / "metrics.json").read_text())["families"]["spots"]["accuracy"] == \
         results["families"]["spots"]["accuracy"]
-    again = sizestudy.run_study(stage)  # stored results come back as they were
+    again = vary_training_size.run_study(stage)  # stored results come back as they were
     assert again["families"] == results["families"]
 
-    table = sizestudy.accuracy_table(results, "aotgan")
+    table = vary_training_size.accuracy_table(results, "aotgan")
     assert len(table) == 4 and table.loc[("aotgan", "spots", "shallow", 2), "seeds"] == 2
-    assert set(sizestudy.curves(results)) == {"stripes", "spots"}
-    assert list(sizestudy.plan_table(results)["sizes dropped"]) == ["50", "50"]
-    fig = plots.size_curves({"aotgan": sizestudy.curves(results)}, {"aotgan": sizestudy.chance(results)})
+    assert set(vary_training_size.curves(results)) == {"stripes", "spots"}
+    assert list(vary_training_size.plan_table(results)["sizes dropped"]) == ["50", "50"]
+    fig = plots.size_curves({"aotgan": vary_training_size.curves(results)}, {"aotgan": vary_training_size.chance(results)})
     assert len(fig.axes[0].lines) >= 3  # two curves and chance
 
     cfg = config.resolve("smoke", None, tiny)
-    [report] = sizestudy.report_tables(cfg, ["aotgan", "lama"])
+    [report] = vary_training_size.report_tables(cfg, ["aotgan", "lama"])
     assert list(report.values.columns) == ["N=1", "N=2"] and list(report.values.index) == [
         "aotgan (random init) shallow, stripes", "aotgan (random init) shallow, spots"]
     assert len(report.values.iloc[0, 0]) == 2  # one accuracy per seed: the report shows mean ± std
-    assert sizestudy.report_figure(cfg, ["aotgan"]) == paths.figures_dir("smoke") / "size_study.png"
+    assert vary_training_size.report_figure(cfg, ["aotgan"]) == paths.figures_dir("smoke") / "size_study.png"
     assert (paths.figures_dir("smoke") / "size_study.png").is_file()
 
 
 def test_deep_mode_trains_the_whole_classifier_on_n_images(tiny):
     overrides = {**tiny, "size_study.modes": ["deep"], "size_study.per_individual": [1], "size_study.seeds": [0]}
-    stage = open_stage(sizestudy.STAGE, "smoke", backbone="aotgan", overrides=overrides)
-    results = sizestudy.run_study(stage)
+    stage = open_stage(vary_training_size.STAGE, "smoke", backbone="aotgan", overrides=overrides)
+    results = vary_training_size.run_study(stage)
     f = results["families"]["stripes"]
     assert set(f["accuracy"]) == {"deep"} and 0 <= f["accuracy"]["deep"]["1"]["0"] <= 1
     log = (stage.dir / "runs" / "stripes" / "deep" / "n001_seed0" / "train_log.jsonl").read_text().splitlines()
@@ -113,32 +114,33 @@ def test_epochs_for_small_training_sets():
 
 
 def test_matching_backbone_puts_n_images_in_its_gallery(tiny):
-    stage = open_stage(sizestudy.STAGE, "smoke", backbone="sift", overrides={**tiny, "size_study.seeds": [0]})
-    results = sizestudy.run_study(stage)
+    stage = open_stage(vary_training_size.STAGE, "smoke", backbone="sift", overrides={**tiny, "size_study.seeds": [0]})
+    results = vary_training_size.run_study(stage)
     assert results["method"] == "matching" and results["modes"] == ["matching"]
     for f in results["families"].values():
         assert set(f["accuracy"]) == {"matching"} and set(f["accuracy"]["matching"]) == {"1", "2"}
         assert f["cost"]["gallery_images"] <= 4 * 2 and f["cost"]["queries"] == f["n_test"]
-    [report] = sizestudy.report_tables(config.resolve("smoke", None, {**tiny, "size_study.seeds": [0]}), ["sift"])
+    [report] = vary_training_size.report_tables(config.resolve("smoke", None, {**tiny, "size_study.seeds": [0]}), ["sift"])
     assert list(report.values.index) == ["sift (no training), stripes", "sift (no training), spots"]
 
 
 def test_report_table_merges_over_training_seeds(tmp_path, monkeypatch):
     """With several training seeds each seed's cell is its mean over draws, so the report's seed
     merge reads mean ± std over training seeds."""
-    from zfutils import report
+    from zfutils import tables
+    from zfutils.stages import report
 
     monkeypatch.setenv("ZF_WORKDIR", str(tmp_path))
     cfg = config.resolve("smoke", None, {"seeds": [0, 7]})
     for run_seed, acc in ((0, [0.2, 0.4]), (7, [0.6, 0.8])):
-        d = paths.stage_dir("smoke", sizestudy.STAGE, "lama", run_seed)
+        d = paths.stage_dir("smoke", vary_training_size.STAGE, "lama", run_seed)
         d.mkdir(parents=True)
         accuracy = {"shallow": {"1": {"0": acc[0], "1": acc[1]}}}
         (d / "metrics.json").write_text(json.dumps({"families": {"stripes": {
             "chance": 0.25, "dropped": [50], "init": {"init": "inpainting"}, "accuracy": accuracy}}}))
-    per_seed = [sizestudy.report_tables(cfg, ["lama"], s) for s in (0, 7)]
+    per_seed = [vary_training_size.report_tables(cfg, ["lama"], s) for s in (0, 7)]
     assert per_seed[0][0].values.loc["lama shallow, stripes", "N=1"] == pytest.approx(0.3)
     [merged] = report.merge_seeds(per_seed)
-    assert report.marked(merged).loc["lama shallow, stripes", "N=1"] == "0.500 ± 0.200"
+    assert tables.marked(merged).loc["lama shallow, stripes", "N=1"] == "0.500 ± 0.200"
     assert "stripes: N=50" in merged.caption
-    assert sizestudy.report_figure(cfg, ["lama"]).is_file()
+    assert vary_training_size.report_figure(cfg, ["lama"]).is_file()

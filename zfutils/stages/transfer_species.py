@@ -1,5 +1,6 @@
-"""Stage 07's work: cross-species transfer. An encoder trained on one synthetic pattern family
-(the configured one, stripes by default) meets another (spots), which it never saw:
+"""Stage 07 (notebooks/07_transfer_species.ipynb): cross-species transfer. An encoder trained on one
+synthetic pattern family (the configured one, stripes by default) meets another (spots), which it
+never saw:
 
 - zero-shot: retrieval (top-k, mAP; test images query every other classification image, images
   of the query's own individual and session left out) and k-means clustering (k = number of
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from zfutils import classification, cluster, config, fewshot, paths, sizestudy
+from zfutils import cluster, config, fewshot, paths
 from zfutils.data import families
 from zfutils.data.format import StoredDataset
 from zfutils.data.torchsets import ClassificationSet
@@ -28,10 +29,11 @@ from zfutils.models import get
 from zfutils.provenance import device_info
 from zfutils.retrieval import retrieval_metrics
 from zfutils.stage import Stage
+from zfutils.tables import Table, row_label, stage_metrics
 from zfutils.train.checkpoint import load_checkpoint
+from zfutils.train.classifier_setup import build_classifier, initial_state
 
-STAGE = "07_transfer_species"
-FINETUNE_STAGE = "03_finetune_classifier"
+STAGE = paths.TRANSFER_SPECIES
 COLUMN = fewshot.COLUMN
 CLUSTER_KEYS = ("ari", "ari_std", "nmi", "nmi_std", "silhouette", "silhouette_std")
 
@@ -76,16 +78,16 @@ def _plan(data: StoredDataset, requested) -> dict:
 
 def finetuned_checkpoint(cfg: dict):
     """Stage 03's best deep classifier of this backbone and training seed."""
-    return paths.run_stage_dir(cfg, FINETUNE_STAGE, cfg["backbone"]["name"]) / "deep" / "checkpoints" / "best.pt"
+    return paths.run_stage_dir(cfg, paths.FINETUNE_CLASSIFIER, cfg["backbone"]["name"]) / "deep" / "checkpoints" / "best.pt"
 
 
 def encoders(cfg: dict, data: StoredDataset, device: str, notes: list) -> list[tuple[str, object, dict]]:
     """(name, classifier, record) of the encoder before fine-tuning and of stage 03's deep one."""
     backbone = get(cfg["backbone"]["name"])
     n_classes = len(ClassificationSet(data, "train").classes)  # stage 03's head
-    state, init = classification.initial_state(cfg, backbone)
+    state, init = initial_state(cfg, backbone)
     torch.manual_seed(config.training_seed(cfg))
-    before = classification.build_classifier(cfg, backbone, state, n_classes)
+    before = build_classifier(cfg, backbone, state, n_classes)
     if init["init"] == "random":  # statistics of the family it would be trained on
         fewshot.calibrate(before, ClassificationSet(data, "train"), cfg, device, config.training_seed(cfg))
     found = [("before fine-tuning", before, {"init": init})]
@@ -98,7 +100,7 @@ def encoders(cfg: dict, data: StoredDataset, device: str, notes: list) -> list[t
         notes.append("classify.modes has no deep mode: no fine-tuned encoder (a shallow classifier's encoder is the "
                      "one before fine-tuning)")
         return found
-    tuned = classification.build_classifier(cfg, backbone, None, n_classes)
+    tuned = build_classifier(cfg, backbone, None, n_classes)
     tuned.load_state_dict(load_checkpoint(path)["model"])
     found.append((f"fine-tuned on {families.configured(cfg)}", tuned, {"init": {"init": "fine-tuned",
                                                                                 "checkpoint": str(path)}}))
@@ -216,11 +218,10 @@ REPORT_METRICS = {"top1": "top-1", "top5": "top-5", "mAP": "mAP", "ari": "ARI", 
 
 
 def report_tables(cfg: dict, backbones, run_seed: int | None = None) -> list:
-    """The report's cross-species tables (zfutils.report.Table): zero-shot scores per backbone and
+    """The report's cross-species tables (zfutils.tables.Table): zero-shot scores per backbone and
     encoder on the new family and the held-out individuals, and few-shot probe accuracy (cells:
     the transfer seeds' accuracies, shown as mean ± std; with several training seeds each seed's
     mean, so the report's seed merge gives mean ± std over training seeds)."""
-    from zfutils.report import Table, stage_metrics
 
     found = {b: m for b, m in stage_metrics(cfg["preset"], STAGE, backbones, run_seed).items() if m.get("applicable")}
     pooled = len(config.training_seeds(cfg)) == 1
@@ -229,7 +230,7 @@ def report_tables(cfg: dict, backbones, run_seed: int | None = None) -> list:
         seen |= bool(m.get("held_out_seen_in_training"))
         plans.update(m.get("few_shot_plan", {}))
         for encoder, r in m["encoders"].items():
-            label = sizestudy.row_label(b, r)
+            label = row_label(b, r.get("init", {}).get("init"))
             cells = {}
             for family, got in [*r["zero_shot"].items(), (None, r.get("held_out"))]:
                 where = f"{family}, zero-shot" if family else f"{m['source']}, held out"

@@ -1,177 +1,25 @@
-"""Stage 03's work: couple pattern information to identity. For each mode (shallow: frozen
-encoder; deep: everything trains) a classifier starts from the configured weights, trains with
-Grad-CAM on fixed validation images every epoch, and is tested; its embeddings are scored by
-retrieval (also on held-out individuals), and the deep ("refined", the study's `ref-`)
-embeddings of the test split are saved for clustering."""
+"""Stage 03 (notebooks/03_finetune_classifier.ipynb): couple pattern information to identity. For
+each mode (shallow: frozen encoder; deep: everything trains) a classifier starts from the configured
+weights, trains with Grad-CAM on fixed validation images every epoch, and is tested; its embeddings
+are scored by retrieval (also on held-out individuals), and the deep ("refined", the study's `ref-`)
+embeddings of the test split are saved for clustering. The controls live here too: leakage check,
+random start, head comparison."""
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 
-from zfutils import config, matching, paths
-from zfutils.cam import cam_mass_shares, grad_cams
+from zfutils import config, matching
 from zfutils.data.format import StoredDataset
 from zfutils.data.torchsets import ClassificationSet
-from zfutils.embed import save_embeddings
-from zfutils.models import checkpoints, get
-from zfutils.models.arcface import counts_per_class
+from zfutils.embed import embed_set, retrieval_on, save_embeddings
 from zfutils.models.classifier import Classifier
-from zfutils.models.registry import Backbone
 from zfutils.provenance import device_info
-from zfutils.retrieval import retrieval_metrics
 from zfutils.stage import Stage
-from zfutils.train.augment import recipe
-from zfutils.train.checkpoint import load_checkpoint
-from zfutils.train.classify import ClassifierTrainer
-from zfutils.train.compute import Compute
+from zfutils.train.classifier_setup import train_classifier, train_mode
 
-INPAINT_STAGE = "02_inpaint_patterns"
 MATCH_EMBEDDINGS = {"test": "embeddings_match.npz", "open": "embeddings_match_open.npz"}  # a matcher's profiles
-
-
-def initial_state(cfg: dict, backbone: Backbone) -> tuple[dict | None, dict]:
-    """The generator weights a classifier starts from, and a record of where they came from."""
-    init, family = cfg["classify"]["init"], cfg["backbone"]["family"]
-    if init == "auto":
-        init = "inpainting" if family == "inpainting" else "pretrained"
-    if init == "random":
-        return None, {"init": "random"}
-    if init == "inpainting":
-        path = paths.run_stage_dir(cfg, INPAINT_STAGE, backbone.name) / "checkpoints" / "best.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: classify.init 'inpainting' starts from stage 02's best "
-                                    f"checkpoint; run stage 02 for {backbone.name} first, or set classify.init")
-        return load_checkpoint(path)["generator"], {"init": "inpainting", "checkpoint": str(path)}
-    if init == "pretrained":
-        try:
-            states = backbone.load_pretrained(cfg["model"]["pretrained"], trust_pickle=cfg["model"]["trust_pickle"])
-        except FileNotFoundError as err:
-            if cfg["classify"]["init"] != "auto":
-                raise
-            return None, {"init": "random", "why": f"pretrained weights not found: {err}"}
-        return states["generator"], {"init": "pretrained", "checkpoint": str(cfg["model"]["pretrained"] or "torch cache")}
-    raise ValueError(f"unknown classify.init '{init}'; known: auto, inpainting, pretrained, random")
-
-
-def build_classifier(cfg: dict, backbone: Backbone, state: dict | None, n_classes: int) -> Classifier:
-    generator = backbone.build_generator(width=cfg["model"]["width"], blocks=cfg["model"]["blocks"])
-    if state is not None:
-        checkpoints.load_strict(generator, state, source=f"the {backbone.name} starting weights")
-    c = cfg["classify"]
-    return Classifier(backbone=backbone, generator=generator, n_classes=n_classes,
-                      embed_dim=backbone.embed_dim(cfg["model"]["width"]), head=c["head"], arcface=c["arcface"],
-                      neck=c["neck"], pooling=c["pooling"], flatten_grid=c["flatten_grid"],
-                      image_size=cfg["data"]["image_size"])
-
-
-def cam_watch_set(data: ClassificationSet, n: int) -> dict[str, torch.Tensor]:
-    """`n` fixed validation images spread over identities, with their labels and masks."""
-    order = data.rows.reset_index().groupby("identity", sort=True).cumcount().sort_values(kind="stable").index[:n]
-    items = [data[int(i)] for i in order]
-    return {k: torch.stack([it[k] for it in items]) for k in ("image", "label", "fish", "pattern")}
-
-
-class CamWatcher:
-    """Grad-CAM of the fixed images after every epoch, with the pattern-focus shares."""
-
-    def __init__(self, watch: dict, out: Path):
-        self.watch, self.out = watch, Path(out)
-        self.cams: dict[int, np.ndarray] = {}
-
-    def restore(self, epochs: int) -> None:
-        """Epochs up to `epochs` this process did not train (a resumed run, or training done by
-        zfutils.train.launch) from cams.npz, so the Grad-CAM figures show every epoch."""
-        path = self.out / "cams.npz"
-        if not path.is_file() or all(e in self.cams for e in range(1, epochs + 1)):
-            return
-        with np.load(path) as saved:
-            for epoch in range(1, epochs + 1):
-                if epoch not in self.cams and f"epoch_{epoch:03d}" in saved:
-                    self.cams[epoch] = saved[f"epoch_{epoch:03d}"].astype(np.float32)
-
-    def __call__(self, epoch: int, model: Classifier) -> dict:
-        import matplotlib.pyplot as plt
-
-        from zfutils.plots import cam_grid
-
-        cams = grad_cams(model, model.cam_layer, self.watch["image"], self.watch["label"].tolist())
-        self.cams[epoch] = cams
-        np.savez_compressed(self.out / "cams.npz", **{f"epoch_{e:03d}": c.astype(np.float16) for e, c in self.cams.items()})
-        (self.out / "cams").mkdir(exist_ok=True)
-        fig = cam_grid(self.watch["image"], {epoch: cams}, title=f"epoch {epoch}")
-        fig.savefig(self.out / "cams" / f"epoch_{epoch:03d}.png", dpi=80, bbox_inches="tight")
-        plt.close(fig)
-        shares = cam_mass_shares(cams, self.watch["fish"][:, 0].numpy(), self.watch["pattern"][:, 0].numpy())
-        return {f"cam_{k.removeprefix('mean_')}": float(v) for k, v in shares.items() if np.ndim(v) == 0}
-
-
-def _stamp(cfg: dict, mode: str) -> str:
-    keys = {k: cfg[k] for k in ("seed", "run_seed", "data", "split", "model", "classify", "backbone")}
-    return hashlib.sha256(json.dumps([keys, mode], sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-@torch.no_grad()
-def embed_set(model: Classifier, data, batch_size: int, device: str) -> np.ndarray:
-    model.eval()
-    out = [model.embed(b["image"].to(device)).cpu() for b in torch.utils.data.DataLoader(data, batch_size=batch_size)]
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
-
-
-def retrieval_on(model: Classifier, data: StoredDataset, column: str, protocol: str, cfg: dict, device: str) -> dict:
-    """Retrieval with this model's embeddings. `gallery`: the test images of split `column` query
-    every other classification image (the reference images of known individuals); `loo`: the test
-    images query each other (held-out individuals, who have no reference images)."""
-    rows = ClassificationSet(data, "test" if protocol == "loo" else ("train", "val", "test"), column=column)
-    if len(rows) < 2:
-        return {"n_queries": 0, "protocol": protocol}
-    vectors = embed_set(model, rows, cfg["embed"]["batch_size"], device)
-    queries = None if protocol == "loo" else (rows.rows[column] == "test").to_numpy()
-    out = retrieval_metrics(vectors, rows.rows["identity"].to_numpy(), rows.rows["session"].to_numpy(),
-                            ks=tuple(cfg["classify"]["retrieval_ks"]), queries=queries)
-    return {**out, "protocol": protocol}
-
-
-def train_classifier(cfg: dict, mode: str, sets: dict, out: Path, device: str, watcher=None,
-                     tag: str = "", seed: int | None = None) -> tuple[ClassifierTrainer, dict, dict]:
-    """Build the configured classifier from its starting weights and train it on `sets` (train,
-    val) in `mode`, resuming in `out`; returns the trainer (best epoch loaded), the best epoch
-    summary and where the weights came from; `seed` (default: the run's training seed) seeds the
-    head's initialisation and the batch order. Stages 03 and 04 share it."""
-    c = cfg["classify"]
-    backbone = get(cfg["backbone"]["name"])
-    n_classes = len(sets["train"].classes)
-    state, init = initial_state(cfg, backbone)
-    seed = config.training_seed(cfg) if seed is None else int(seed)
-    torch.manual_seed(seed)
-    model = build_classifier(cfg, backbone, state, n_classes)
-    model.set_class_counts(counts_per_class(sets["train"].rows["identity"], sets["train"].classes))  # dynamic margins
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = ClassifierTrainer(model=model, mode=mode, run_dir=out, epochs=c["epochs"], batch_size=c["batch_size"],
-                                lr_head=c["lr_head"], lr_encoder=c["lr_encoder"], weight_decay=c["weight_decay"],
-                                seed=seed, stamp=_stamp(cfg, f"{mode}{tag}-seed{seed}"), max_batches=c["max_batches"],
-                                device=device, on_epoch_end=watcher, precise_bn_batches=c["precise_bn_batches"],
-                                calibrate_first=init["init"] == "random", compute=Compute.from_cfg(cfg, device),
-                                **recipe(c))
-    best = trainer.fit(sets["train"], sets["val"], n_classes)
-    trainer.load_best()
-    return trainer, best, init
-
-
-def train_mode(cfg: dict, data: StoredDataset, mode: str, stage_dir: Path, device: str):
-    """Train one mode in <stage dir>/<mode>/, with Grad-CAM watched every epoch (the stage and
-    zfutils.train.launch share it); returns the sets, the watcher, the trainer, best and init."""
-    sets = {s: ClassificationSet(data, s) for s in ("train", "val", "test")}
-    out = Path(stage_dir) / mode
-    out.mkdir(parents=True, exist_ok=True)
-    watcher = CamWatcher(cam_watch_set(sets["val"], cfg["classify"]["cam_images"]), out)
-    trainer, best, init = train_classifier(cfg, mode, sets, out, device, watcher=watcher)
-    watcher.restore(best["epochs"])
-    return sets, watcher, trainer, best, init
 
 
 def run_mode(stage: Stage, data: StoredDataset, mode: str, device: str) -> dict:

@@ -1,6 +1,7 @@
-"""Stage 06's work: how test accuracy grows with the number of training images per individual
-(`size_study.per_individual`: 1, 2, 5, ...), for each pattern family: the configured data and,
-for synthetic data, the other family (stripes and spots differ in intra-individual variance).
+"""Stage 06 (notebooks/06_vary_training_size.ipynb): how test accuracy grows with the number of
+training images per individual (`size_study.per_individual`: 1, 2, 5, ...), for each pattern family:
+the configured data and, for synthetic data, the other family (stripes and spots differ in intra-
+individual variance).
 
 For every family, size N and seed (`size_study.seeds`), exactly N images per individual are drawn
 from the session split's training part (zfutils.fewshot.select_per_individual) and a classifier
@@ -17,15 +18,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from zfutils import classification, config, fewshot, paths
+from zfutils import config, fewshot, paths
 from zfutils.data import families
 from zfutils.data.format import StoredDataset
 from zfutils.data.torchsets import ClassificationSet
 from zfutils.models import get
 from zfutils.provenance import device_info
 from zfutils.stage import Stage
+from zfutils.tables import Table, row_label, stage_metrics
+from zfutils.train.classifier_setup import build_classifier, initial_state
 
-STAGE = "06_vary_training_size"
+STAGE = paths.VARY_TRAINING_SIZE
 COLUMN = fewshot.COLUMN
 
 
@@ -88,7 +91,7 @@ def classifier_sweep(cfg: dict, data: StoredDataset, plan: dict, modes: list[str
     if unknown:
         raise ValueError(f"unknown size_study.modes {unknown}; known: shallow, deep")
     backbone = get(cfg["backbone"]["name"])
-    state, init = classification.initial_state(cfg, backbone)
+    state, init = initial_state(cfg, backbone)
     accuracy = {}
     if "shallow" in modes:
         accuracy["shallow"] = shallow_sweep(cfg, backbone, state, init, data, plan["sizes"], seeds, where / "shallow",
@@ -110,7 +113,7 @@ def shallow_sweep(cfg: dict, backbone, state, init: dict, data: StoredDataset, s
     every = ClassificationSet(data, fewshot.SPLITS, column=COLUMN)
     seed = config.training_seed(cfg)
     torch.manual_seed(seed)  # a random start is the same for every family, and stage 03's
-    model = classification.build_classifier(cfg, backbone, state, len(every.classes))
+    model = build_classifier(cfg, backbone, state, len(every.classes))
     if init["init"] == "random":
         fewshot.calibrate(model, ClassificationSet(data, "train", column=COLUMN), cfg, device, seed)
     stored = fewshot.by_split(fewshot.frozen_features(model, every, cfg, device, where), every.rows, COLUMN)
@@ -184,18 +187,17 @@ def accuracy_table(results: dict, backbone: str) -> pd.DataFrame:
 
 
 def report_tables(cfg: dict, backbones, run_seed: int | None = None) -> list:
-    """The report's size-study table (zfutils.report.Table): rows backbone, mode and family,
+    """The report's size-study table (zfutils.tables.Table): rows backbone, mode and family,
     columns images per individual, cells the accuracies over the size study's seeds (mean ± std);
     with several training seeds, each seed's mean, so the report's seed merge gives mean ± std
     over training seeds."""
-    from zfutils.report import Table, stage_metrics
 
     found = stage_metrics(cfg["preset"], STAGE, backbones, run_seed)
     pooled = len(config.training_seeds(cfg)) == 1
     rows, dropped, chances = {}, set(), set()
     for b, m in found.items():
         for family, f in m.get("families", {}).items():
-            label = row_label(b, f)
+            label = row_label(b, f.get("init", {}).get("init"))
             dropped |= {(family, n) for n in f.get("dropped", [])}
             if f.get("chance"):
                 chances.add(round(f["chance"], 3))
@@ -218,19 +220,12 @@ def report_tables(cfg: dict, backbones, run_seed: int | None = None) -> list:
                   mark="column")]
 
 
-def row_label(backbone: str, family_metrics: dict) -> str:
-    """Row label, as the report's: random weights or no training at all (matching) say so."""
-    init = family_metrics.get("init", {}).get("init")
-    return {"random": f"{backbone} (random init)", "none": f"{backbone} (no training)"}.get(init, backbone)
-
-
 def report_figure(cfg: dict, backbones) -> Path | None:
     """figures/<preset>/size_study.png: one panel per family, one curve per backbone (and mode),
     error bars over seeds (pooled over training seeds); None when no backbone ran stage 06."""
     import matplotlib.pyplot as plt
 
     from zfutils.plots import size_curves
-    from zfutils.report import stage_metrics
 
     panels: dict[str, dict[str, dict[int, list[float]]]] = {}
     chances: dict[str, float] = {}

@@ -1,7 +1,8 @@
-"""Stage 04's work: the region ablation. For every condition (which of background, fish and
-pattern the model may see) and mode, a classifier is trained from the backbone's starting
-weights on the ablation set and tested; removed regions are filled with the backbone's own
-"missing pixel" value. The study's Table 1 (deep) and Table 2 (shallow) are these accuracies."""
+"""Stage 04 (notebooks/04_ablate_regions.ipynb): the region ablation. For every condition (which of
+background, fish and pattern the model may see) and mode, a classifier is trained from the
+backbone's starting weights on the ablation set and tested; removed regions are filled with the
+backbone's own "missing pixel" value. The study's Table 1 (deep) and Table 2 (shallow) are these
+accuracies."""
 from __future__ import annotations
 
 import copy
@@ -10,8 +11,8 @@ import pandas as pd
 import torch
 
 from zfutils import matching
-from zfutils.ablation import ablation_sets, apply_condition, select_ablation_rows
-from zfutils.classification import train_classifier
+from zfutils.data.ablation import ablation_sets, apply_condition, select_ablation_rows
+from zfutils.train.classifier_setup import train_classifier
 from zfutils.data.format import StoredDataset
 from zfutils.models import get
 from zfutils.provenance import device_info

@@ -1,124 +1,18 @@
-"""Stage 08's work: gather every backbone's results into the study's Tables 1-4 plus retrieval,
-pattern-focus, classification and leakage tables, as CSV and Markdown under figures/<preset>/.
-Best entries are bold and worst italic, as the study marks them; every table says its split and
-chance level; a cell with several seeds reads mean ± std."""
+"""Stage 08 (notebooks/08_report.ipynb): gather every backbone's results into the study's Tables 1-4
+plus retrieval, pattern-focus, classification and leakage tables, as CSV and Markdown under
+figures/<preset>/. Best entries are bold and worst italic, as the study marks them; every table says
+its split and chance level; a cell with several seeds reads mean ± std."""
 from __future__ import annotations
-
-import json
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from zfutils import config, paths
 from zfutils.cluster import DIRECTION
+from zfutils.tables import Table, cell_mean, cell_std, finite_values, marked, row_label, stage_metrics
 
 TABLE4_COLUMNS = {"ari": "AdjRand", "mi": "MutInfo", "nmi": "NMI", "silhouette": "Silhouette",
                   "davies_bouldin": "Davies-Bouldin", "calinski_harabasz": "Calinski-Harabasz"}
-
-
-@dataclass
-class Table:
-    name: str
-    title: str
-    values: pd.DataFrame        # numbers (or lists of numbers, one per seed)
-    caption: str
-    mark: str | None = None     # "row" or "column": where best/worst are marked
-    higher_is_better: dict | bool = True
-    chance: tuple[float, int] | None = None   # (chance accuracy, test images): cells within noise of chance get NEAR_CHANCE
-    accuracy_columns: tuple[str, ...] | None = None   # the columns `chance` applies to; None: every column
-
-    def full_caption(self) -> str:
-        """The caption, with what the near-chance mark means where the table has one."""
-        if not (self.chance and self.chance[0] and self.chance[1]):
-            return self.caption
-        low, high = chance_range(*self.chance)
-        return (f"{self.caption} {NEAR_CHANCE}: within noise of chance (a classifier guessing at {self.chance[0]:.3f} "
-                f"scores {low:.3f}-{high:.3f} on {self.chance[1]} test images 95% of the time).")
-
-
-NEAR_CHANCE = "°"
-
-
-def _finite(value) -> list[float]:
-    """The finite numbers in a cell: one number, or a list of them (one per seed, None if missing;
-    nested where a cell's own seeds meet the pipeline's)."""
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [v for item in value for v in _finite(item)]
-    return [float(value)] if np.isfinite(float(value)) else []
-
-
-def chance_range(chance: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """The accuracies a classifier that guesses at `chance` reaches on `n` test images with
-    probability `level` (central binomial quantiles): a result inside is within noise of chance."""
-    from scipy.stats import binom
-
-    low, high = binom.ppf([(1 - level) / 2, (1 + level) / 2], n, chance)
-    return float(low) / n, float(high) / n
-
-
-def cell_mean(value) -> float:
-    values = _finite(value)
-    return float(np.mean(values)) if values else np.nan
-
-
-def cell_std(value) -> float:
-    values = _finite(value)
-    return float(np.std(values)) if values else np.nan
-
-
-def mean_std(value, digits: int = 3) -> str:
-    """One number, or mean ± std of several (one per seed); NaN and missing read '–'."""
-    values = _finite(value)
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
-
-
-def marked(table: Table, digits: int = 3) -> pd.DataFrame:
-    """Formatted cells, the best of each row or column in **bold** and the worst in *italic*."""
-    means = table.values.map(cell_mean)
-    text = table.values.map(lambda v: mean_std(v, digits))
-    for column in means.columns:  # counts (batch size, iterations) read as integers
-        values = means[column].dropna()
-        if len(values) and (values == values.round()).all() and (values.abs() >= 1).all():
-            text[column] = [mean_std(v, 0) for v in table.values[column]]
-    if table.chance and table.chance[0] and table.chance[1]:
-        low, high = chance_range(*table.chance)
-        columns = [c for c in text.columns if table.accuracy_columns is None or c in table.accuracy_columns]
-        for column in columns:
-            near = means[column].between(low, high)
-            text.loc[near, column] = text.loc[near, column] + NEAR_CHANCE
-    if table.mark is None:
-        return text
-    lines = means.iterrows() if table.mark == "row" else means.items()
-    for key, line in lines:
-        higher = table.higher_is_better if isinstance(table.higher_is_better, bool) else \
-            table.higher_is_better.get(key, True)
-        line = line.dropna()
-        if len(line) < 2 or line.max() == line.min():
-            continue
-        top, bottom = (line.max(), line.min()) if higher else (line.min(), line.max())
-        cell = (lambda k: (key, k)) if table.mark == "row" else (lambda k: (k, key))
-        for k in line.index[line == top]:      # ties are all marked, as the study's "region(s)"
-            text.loc[cell(k)] = f"**{text.loc[cell(k)]}**"
-        for k in line.index[line == bottom]:
-            text.loc[cell(k)] = f"*{text.loc[cell(k)]}*"
-    return text
-
-
-def stage_metrics(preset: str, stage: str, backbones, run_seed: int | None = None) -> dict[str, dict]:
-    """metrics.json of `stage` for each backbone that has one (of training seed `run_seed`)."""
-    found = {}
-    for b in backbones:
-        path = paths.stage_dir(preset, stage, b, run_seed) / "metrics.json"
-        if path.is_file():
-            found[b] = json.loads(path.read_text())
-    return found
 
 
 MATCHING = "matching"  # the one mode of a method without training (zfutils.matching.MODE)
@@ -128,8 +22,7 @@ def _label(backbone: str, m03: dict) -> str:
     """Row label; a backbone that started from random weights, or learns nothing at all (a
     matching method), says so in every table."""
     runs = m03.get(backbone, {})
-    init = (runs.get("deep") or runs.get(MATCHING) or {}).get("init", {}).get("init")
-    return {"random": f"{backbone} (random init)", "none": f"{backbone} (no training)"}.get(init, backbone)
+    return row_label(backbone, (runs.get("deep") or runs.get(MATCHING) or {}).get("init", {}).get("init"))
 
 
 def _row(label: str, mode: str) -> str:
@@ -169,10 +62,10 @@ def merge_seeds(per_seed: list[list[Table]]) -> list[Table]:
 def tables_of_seed(cfg: dict, backbones, run_seed: int | None) -> list[Table]:
     """The report tables of one training seed's runs."""
     preset = cfg["preset"]
-    m02 = stage_metrics(preset, "02_inpaint_patterns", backbones, run_seed)
-    m03 = stage_metrics(preset, "03_finetune_classifier", backbones, run_seed)
-    m04 = stage_metrics(preset, "04_ablate_regions", backbones, run_seed)
-    m05 = stage_metrics(preset, "05_cluster_embeddings", backbones, run_seed)
+    m02 = stage_metrics(preset, paths.INPAINT_PATTERNS, backbones, run_seed)
+    m03 = stage_metrics(preset, paths.FINETUNE_CLASSIFIER, backbones, run_seed)
+    m04 = stage_metrics(preset, paths.ABLATE_REGIONS, backbones, run_seed)
+    m05 = stage_metrics(preset, paths.CLUSTER_EMBEDDINGS, backbones, run_seed)
     chance = next((m["chance"] for m in m03.values() if "chance" in m), None)
     note = _split_note(cfg, chance)
     out = []
@@ -207,9 +100,10 @@ def tables_of_seed(cfg: dict, backbones, run_seed: int | None) -> list[Table]:
                              higher_is_better={label: DIRECTION[metric] == "higher" for metric, label in TABLE4_COLUMNS.items()}))
     if m03:
         out += _classification_tables(m03, note, cfg["split"]["classify"] == "open")
-    from zfutils import sizestudy, transfer  # here, not at the top: they import torch and the stage code
+    from zfutils.stages import transfer_species, vary_training_size  # here, not at the top: they import torch
 
-    out += sizestudy.report_tables(cfg, backbones, run_seed) + transfer.report_tables(cfg, backbones, run_seed)
+    out += (vary_training_size.report_tables(cfg, backbones, run_seed)
+            + transfer_species.report_tables(cfg, backbones, run_seed))
     shortcut = _shortcut_table(cfg, m04, backbones, note, run_seed)
     return out + ([shortcut] if shortcut else [])
 
@@ -223,7 +117,7 @@ def _shortcut_table(cfg: dict, m04: dict, backbones, note: str, run_seed: int | 
     base, synth = config.preset_base(cfg["preset"]), cfg["data"]["synth"]
     if not base or not (synth["shortcut_background"] or synth["shortcut_body"]):
         return None
-    m04_base = stage_metrics(base, "04_ablate_regions", backbones, run_seed)
+    m04_base = stage_metrics(base, paths.ABLATE_REGIONS, backbones, run_seed)
     rows = {}
     for b in [b for b in m04 if b in m04_base]:
         for mode in ("deep", "shallow"):
@@ -357,6 +251,15 @@ def _head_comparison_table(m03: dict, note: str) -> Table | None:
                  "in italic.", mark="row", chance=(chance, max(n_test)))
 
 
+def key_figures(preset: str, size_figure=None, n: int = 5) -> list:
+    """The figures the report notebook shows below the tables: the size study's (when it ran),
+    then the embedding projections and the ablation bars of each backbone, at most `n`."""
+    published = paths.figures_dir(preset)
+    found = ([size_figure] if size_figure else []) + sorted(published.glob("*_projections.png")) \
+        + sorted(published.glob("*_ablation_accuracy.png"))
+    return found[:n]
+
+
 def write(cfg: dict, backbones) -> list[Table]:
     """Write every table as CSV (numbers) and Markdown (marked, with caption) under
     figures/<preset>/, plus report.md with all of them."""
@@ -366,7 +269,7 @@ def write(cfg: dict, backbones) -> list[Table]:
     parts = [f"# Report: preset {cfg['preset']}\n"]
     for t in found:
         t.values.map(cell_mean).to_csv(target / f"{t.name}.csv")
-        if t.values.map(lambda v: len(_finite(v)) > 1).any().any():  # several seeds: their spread beside the means
+        if t.values.map(lambda v: len(finite_values(v)) > 1).any().any():  # several seeds: their spread beside the means
             t.values.map(cell_std).to_csv(target / f"{t.name}_std.csv")
         text = f"## {t.title}\n\n{marked(t).to_markdown(disable_numparse=True)}\n\n{t.full_caption()}\n"
         (target / f"{t.name}.md").write_text(text)

@@ -1,24 +1,21 @@
-"""Stage 02's work: fine-tune a backbone's generator and discriminator to inpaint zebrafish skin
-patterns, starting from official weights when a path is given (else random init, recorded), then
-measure it on the test split and embed the classification test images with its encoder."""
+"""An inpainting model as stage 02 builds and trains it: generator and discriminator at the
+configured scale (from released weights when a path is given), and their trainer writing
+resumable checkpoints into the stage's run folder. Stage 02 and zfutils.train.launch share it,
+so both train, and resume, the same run."""
 from __future__ import annotations
 
 import hashlib
 import json
 
-import torch
 from torch import nn
 
 from zfutils import config
 from zfutils.data.format import StoredDataset
-from zfutils.data.torchsets import ClassificationSet, InpaintingSet
-from zfutils.embed import embed, save_embeddings
+from zfutils.data.torchsets import InpaintingSet
 from zfutils.models import checkpoints, get
 from zfutils.models.registry import Backbone
-from zfutils.provenance import device_info
-from zfutils.stage import Stage
 from zfutils.train.compute import Compute
-from zfutils.train.inpaint import InpaintTrainer, evaluate_inpainting
+from zfutils.train.inpaint import InpaintTrainer
 from zfutils.train.recipe import LossRecipe
 
 
@@ -73,45 +70,3 @@ def fit(trainer: InpaintTrainer, cfg: dict, data: StoredDataset) -> dict:
     """Fit on the flipped training images, validate on the flipped validation images (Table 3)."""
     flips = cfg["split"]["inpaint_flips"]
     return trainer.fit(InpaintingSet(data, "train", flips), InpaintingSet(data, "val", flips))
-
-
-def finetune(stage: Stage, data: StoredDataset) -> dict:
-    """Train (resuming where a previous run of this config stopped), test, embed; logs everything
-    into the stage's metrics.json and returns the trainer with the best generator loaded."""
-    cfg = stage.cfg
-    device = device_info(cfg["device"])["device"]
-    trainer, init = build_trainer(cfg, stage.dir, device)
-    backbone, recipe = trainer.backbone, trainer.recipe
-    ic, flips = cfg["inpaint"], cfg["split"]["inpaint_flips"]
-    table3 = fit(trainer, cfg, data)
-    best = trainer.load_best()
-    test = evaluate_inpainting(backbone, best, InpaintingSet(data, "test", flips), ic["batch_size"], device)
-    dims = []
-    for name, column in (("embeddings.npz", "split"), ("embeddings_open.npz", "split_open")):
-        rows = ClassificationSet(data, "test", column=column)  # the test split; the held-out individuals
-        if len(rows):
-            vectors = embed(backbone, best, rows, cfg["embed"]["batch_size"], device,
-                            pooling=cfg["classify"]["pooling"], grid=cfg["classify"]["flatten_grid"])
-            save_embeddings(stage.dir / name, vectors, rows, kind="inpainting", backbone=backbone.name, split=column)
-            dims.append(int(vectors.shape[1]))
-    stage.log_metrics(init=init, loss_terms=recipe.terms(), dropped_terms=recipe.dropped, table3=table3, test=test,
-                      training=recipe.describe(backbone),  # update order; EdgeConnect: edge-model mode (MODEL=4)
-                      sizes=parameter_counts(backbone, trainer.generator, trainer.discriminator, cfg["model"]["width"]),
-                      embeddings={"files": ["embeddings.npz", "embeddings_open.npz"],
-                                  "dim": dims[0] if dims else None,
-                                  "pooling": cfg["classify"]["pooling"], "flatten_grid": cfg["classify"]["flatten_grid"]},
-                      device=device)
-    return {"trainer": trainer, "backbone": backbone, "generator": best, "table3": table3, "test": test}
-
-
-def examples(run: dict, data, n: int):
-    """The first `n` images of `data` with their masks and the best generator's composites."""
-    items = [data[i] for i in range(min(n, len(data)))]
-    if not items:
-        raise ValueError("no test images to show; the inpainting test split is empty (more images per individual?)")
-    images = torch.stack([it["image"] for it in items])
-    masks = torch.stack([it["mask"] for it in items])
-    with torch.no_grad():
-        device = next(run["generator"].parameters()).device
-        out = run["backbone"].inpaint(run["generator"], images.to(device), masks.to(device)).composite.cpu()
-    return images, masks, out

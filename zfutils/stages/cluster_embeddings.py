@@ -1,6 +1,7 @@
-"""Stage 05's work: how well a backbone's embeddings cluster by individual, before (inpainting
-only, stage 02) and after (refined, the deep classifier of stage 03) fine-tuning; the study's
-Table 4 rows `<backbone>` and `ref-<backbone>`, on the test split and on held-out individuals."""
+"""Stage 05 (notebooks/05_cluster_embeddings.ipynb): how well a backbone's embeddings cluster by
+individual, before (inpainting only, stage 02) and after (refined, the deep classifier of stage 03)
+fine-tuning; the study's Table 4 rows `<backbone>` and `ref-<backbone>`, on the test split and on
+held-out individuals."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,11 +13,11 @@ from zfutils import cluster, config, paths
 from zfutils.embed import load_embeddings
 
 SOURCES = {  # (row-name prefix, stage, file) per split; a matching method's are its match profiles
-    "test": [("", "02_inpaint_patterns", "embeddings.npz"), ("ref-", "03_finetune_classifier", "embeddings_ref.npz"),
-             ("", "03_finetune_classifier", "embeddings_match.npz")],
-    "open": [("", "02_inpaint_patterns", "embeddings_open.npz"),
-             ("ref-", "03_finetune_classifier", "embeddings_ref_open.npz"),
-             ("", "03_finetune_classifier", "embeddings_match_open.npz")],
+    "test": [("", paths.INPAINT_PATTERNS, "embeddings.npz"), ("ref-", paths.FINETUNE_CLASSIFIER, "embeddings_ref.npz"),
+             ("", paths.FINETUNE_CLASSIFIER, "embeddings_match.npz")],
+    "open": [("", paths.INPAINT_PATTERNS, "embeddings_open.npz"),
+             ("ref-", paths.FINETUNE_CLASSIFIER, "embeddings_ref_open.npz"),
+             ("", paths.FINETUNE_CLASSIFIER, "embeddings_match_open.npz")],
 }
 
 
