@@ -76,6 +76,41 @@ def test_grad_cam_with_frozen_weights(frozen):
     assert all(p.grad is g for p, g in zip(model.parameters(), grads))
 
 
+def flattened_head_classifier() -> nn.Sequential:
+    """One channel copying the red input, a 2 x 2 map (8 x 8 average pools), a linear head on the
+    flattened map: class 0 reads the top-left cell with +1 and the bottom-right with -1. Averaged
+    over the map its gradient is 0, the weight Grad-CAM gives the channel; its score is the
+    top-left cell minus the bottom-right one."""
+    model = nn.Sequential(nn.Conv2d(3, 1, 1), nn.ReLU(), nn.AvgPool2d(8), nn.Flatten(), nn.Linear(4, 2))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model[0].weight[0, 0] = 1.0
+        model[4].weight[0] = torch.tensor([1.0, 0.0, 0.0, -1.0])
+    return model
+
+
+def test_behind_a_flattened_head_hirescam_shows_the_cell_the_score_uses_and_gradcam_nothing():
+    model = flattened_head_classifier()
+    image = two_squares(True)[None]  # red in the top-left quadrant: the positive cell
+    hires = grad_cams(model, model[2], image, [0], method="hirescam")[0]
+    grad = grad_cams(model, model[2], image, [0], method="gradcam")[0]
+    assert not grad.any()  # the averaged weight is 0: an empty map
+    inside, outside = quadrant_means(hires)
+    assert peak(hires)[0] < 8 and peak(hires)[1] < 8 and inside > 4 * outside
+
+
+def test_behind_a_pooled_head_both_methods_give_the_same_map():
+    model = tiny_classifier()
+    assert np.allclose(grad_cams(model, model[2], IMAGES, LABELS, method="hirescam"),
+                       grad_cams(model, model[2], IMAGES, LABELS, method="gradcam"), atol=1e-5)
+
+
+def test_unknown_cam_method_is_named():
+    with pytest.raises(ValueError, match="unknown CAM method 'scorecam'.*hirescam, gradcam"):
+        grad_cams(tiny_classifier(), tiny_classifier()[2], IMAGES, LABELS, method="scorecam")
+
+
 def test_label_outside_the_head_raises_instead_of_being_swallowed():
     model = tiny_classifier()
     with pytest.raises(ValueError, match="not a class"):

@@ -145,3 +145,12 @@ def test_quick_is_the_study_proper_and_full_adds_the_rest():
         assert config.resolve("full", backbone)["data"] == config.resolve("quick", backbone)["data"]
     assert config.resolve("quick", "inceptionv3")["classify"]["head_comparison"]["poolings"] == []
     assert config.resolve("full", "inceptionv3")["classify"]["head_comparison"]["poolings"] == ["avg"]
+
+
+def test_quick_trains_the_random_init_baselines_6_deep_epochs_and_full_15():
+    for backbone in ("efficientnet", "inceptionv3"):
+        quick, full = config.resolve("quick", backbone), config.resolve("full", backbone)
+        assert quick["classify"]["epochs"] == 6 and full["classify"]["epochs"] == 15
+        assert quick["ablation"]["epochs"] == full["ablation"]["epochs"] == 15  # the ablation's heads as every model's
+    for backbone in ("aotgan", "deepfillv2", "edgeconnect", "lama", "sift"):
+        assert config.resolve("quick", backbone)["classify"]["epochs"] == 15

@@ -54,11 +54,12 @@ def test_write_builds_tables_from_stage_metrics(tmp_path, monkeypatch):
     d3.mkdir(parents=True)
     mode = {"init": {"init": "inpainting"}, "test": {"accuracy": 0.7, "macro_recall": 0.7, "macro_f1": 0.6},
             "retrieval": {"test": {"top1": 0.5, "top5": 0.9, "mAP": 0.4}, "open": {"top1": 0.3, "top5": 0.8, "mAP": 0.3}},
-            "history": [{"cam_pattern": 0.6, "cam_fish_outside_pattern": 0.3, "cam_background": 0.1}]}
+            "history": [{"cam_pattern": 0.6, "cam_fish_outside_pattern": 0.3, "cam_background": 0.1, "cam_n_empty": 2}]}
     session_bound = {**mode, "retrieval": {**mode["retrieval"], "test": {
         "top1": 0.1, "top5": 0.6, "mAP": 0.2, "top1_same_session": 0.9, "same_session_chance": 0.15}}}
     d3.joinpath("metrics.json").write_text(json.dumps({"shallow": mode, "deep": session_bound, "chance": 1 / 6,
-                                                       "leakage": {"random": 0.9, "session": 0.7}}))
+                                                       "leakage": {"random": 0.9, "session": 0.7},
+                                                       "cam_method": "hirescam"}))
     found = report.write(cfg, ["lama", "aotgan"])
     names = {t.name for t in found}
     assert {"table1_ablation_deep", "table2_ablation_shallow", "classification", "retrieval", "pattern_focus", "leakage",
@@ -73,6 +74,10 @@ def test_write_builds_tables_from_stage_metrics(tmp_path, monkeypatch):
     leakage = pd.read_csv(paths.figures_dir("smoke") / "leakage.csv", index_col=0)
     assert np.isclose(leakage.loc["lama", "inflation"], 0.2)
     assert "Table 1" in (paths.figures_dir("smoke") / "report.md").read_text()
+    focus = pd.read_csv(paths.figures_dir("smoke") / "pattern_focus.csv", index_col=0)
+    assert focus.loc["lama deep"].to_dict() == {"pattern": 0.6, "fish outside pattern": 0.3, "background": 0.1,
+                                                "empty maps": 2}
+    assert "Maps: hirescam (classify.cam_method)" in (paths.figures_dir("smoke") / "pattern_focus.md").read_text()
 
 
 def test_shortcut_table_compares_with_the_base_preset(tmp_path, monkeypatch):

@@ -91,9 +91,9 @@ class EmbeddingExplorer:
     def classifier(self, backbone: str):
         """The backbone's deep classifier from stage 03 (best epoch), for Grad-CAM."""
         if backbone not in self._models:
-            from zfutils.train.classifier_setup import build_classifier
             from zfutils.models import get
             from zfutils.train.checkpoint import load_checkpoint
+            from zfutils.train.classifier_setup import build_classifier
 
             run = paths.run_stage_dir(self.cfg, paths.FINETUNE_CLASSIFIER, backbone)
             if not (run / "deep" / "checkpoints" / "best.pt").is_file():
@@ -121,8 +121,9 @@ class EmbeddingExplorer:
             print(f"no Grad-CAM: the deep classifier of {backbone} is missing ({err}); run stage 03")
             return []
         tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None] / 255
-        cam = grad_cams(model, model.cam_layer, tensor, [classes.index(identity)])[0]
-        return [(overlay(image / 255.0, cam), f"Grad-CAM ({backbone}, deep)")]
+        method = self.cfg["classify"]["cam_method"]
+        cam = grad_cams(model, model.cam_layer, tensor, [classes.index(identity)], method=method)[0]
+        return [(overlay(image / 255.0, cam), f"{method} ({backbone}, deep)")]
 
     def select(self, image_id: str | None) -> None:
         """Show the image, its fish outline and pattern mask, and the deep classifier's Grad-CAM."""

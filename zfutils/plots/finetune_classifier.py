@@ -66,7 +66,7 @@ def cam_grid(images, cams_by_epoch: dict[int, np.ndarray], title: str = "", max_
 
 
 def pattern_focus(histories: dict[str, list[dict]], title: str = ""):
-    """Share of Grad-CAM mass on the pattern, the rest of the fish and the background, per epoch."""
+    """Share of class-activation (CAM) mass on the pattern, the rest of the fish and the background, per epoch."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     colours = {"cam_pattern": "C3", "cam_fish_outside_pattern": "C1", "cam_background": "C0"}
     for mode, records in histories.items():
@@ -76,7 +76,7 @@ def pattern_focus(histories: dict[str, list[dict]], title: str = ""):
                 ax.plot(h["epoch"], h[key], MODE_STYLE.get(mode, "-"), color=colour, marker="o",
                         label=f"{key.removeprefix('cam_').replace('_', ' ')} ({mode})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("share of Grad-CAM mass")
+    ax.set_ylabel("share of class-activation mass")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=6, ncol=2)
     ax.set_title(title, fontsize=9)

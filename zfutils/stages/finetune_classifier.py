@@ -59,7 +59,8 @@ def finetune_classifiers(stage: Stage, data: StoredDataset) -> dict[str, dict]:
         results[mode] = run_mode(stage, data, mode, device)
         keep = {k: v for k, v in results[mode].items() if k not in ("watcher", "trainer")}
         stage.log_metrics(**{mode: keep})
-    stage.log_metrics(chance=1 / len(results[next(iter(results))]["classes"]), head=stage.cfg["classify"]["head"])
+    stage.log_metrics(chance=1 / len(results[next(iter(results))]["classes"]), head=stage.cfg["classify"]["head"],
+                      cam_method=stage.cfg["classify"]["cam_method"])
     if stage.cfg["classify"]["leakage_check"]:
         stage.log_metrics(leakage=leakage_check(stage, data, results, device))
     if stage.cfg["classify"]["random_start_control"] and results[next(iter(results))]["init"]["init"] != "random":

@@ -163,12 +163,14 @@ def _classification_tables(m03: dict, note: str, open_unseen: bool = False) -> l
                                  "chance": known.get("same_session_chance"), "top-1 same individual": known.get("top1")}
             last = r["history"][-1] if r["history"] else {}
             focus[row] = {"pattern": last.get("cam_pattern"), "fish outside pattern": last.get("cam_fish_outside_pattern"),
-                          "background": last.get("cam_background")}
+                          "background": last.get("cam_background"), "empty maps": last.get("cam_n_empty")}
         if m.get("leakage"):
             rnd, ses = m["leakage"].get("random"), m["leakage"].get("session")
             leak[label] = {"random split": rnd, "session split": ses,
                            "inflation": None if rnd is None or ses is None else rnd - ses}
     chance, n_test = _chance_and_test_size(m03)
+    methods = sorted({m["cam_method"] for m in m03.values() if m.get("cam_method")})
+    maps = f" Maps: {', '.join(methods)} (classify.cam_method)." if methods else ""
     out = [Table("classification", "Classification: test metrics of the fine-tuned classifiers", pd.DataFrame(cls).T,
                  f"{note} Best per column in bold, worst in italic.", mark="column", chance=(chance, n_test),
                  accuracy_columns=("accuracy",)),
@@ -177,10 +179,10 @@ def _classification_tables(m03: dict, note: str, open_unseen: bool = False) -> l
                  "session excluded; held-out: the open split's held-out individuals query each other, leave-one-out"
                  + ("." if open_unseen else " (under this split every individual was in training: see docs/splits.md)."),
                  mark="column"),
-           Table("pattern_focus", "Pattern focus: share of Grad-CAM mass at the last epoch", pd.DataFrame(focus).T,
-                 f"{note} Fixed validation images; shares of pattern, rest of the fish and background add up to 1. "
-                 "For matching methods: where the verified matches' keypoints lie, against the best image of the "
-                 "same individual.")]
+           Table("pattern_focus", "Pattern focus: share of class-activation mass at the last epoch", pd.DataFrame(focus).T,
+                 f"{note} Fixed validation images; shares of pattern, rest of the fish and background add up to 1, "
+                 f"averaged over the maps that are not empty (all zero).{maps} For matching methods: where the "
+                 "verified matches' keypoints lie, against the best image of the same individual.")]
     if shortcut:
         out.append(Table("session_shortcut", "Session shortcut: how often the nearest image is another fish of the "
                          "query's own recording session", pd.DataFrame(shortcut).T,

@@ -1,6 +1,6 @@
 """Grad-CAM watched during training: a fixed set of validation images, their class activation maps
-after every epoch (saved, drawn) and the share of each map's mass on the pattern, the rest of
-the fish and the background (the study's Fig. 8-9)."""
+(zfutils.cam: HiResCAM or the study's Grad-CAM) after every epoch, saved and drawn, and the share of
+each map's mass on the pattern, the rest of the fish and the background (the study's Fig. 8-9)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,10 +21,11 @@ def cam_watch_set(data: ClassificationSet, n: int) -> dict[str, torch.Tensor]:
 
 
 class CamWatcher:
-    """Grad-CAM of the fixed images after every epoch, with the pattern-focus shares."""
+    """CAMs (`method`, zfutils.cam.CAM_METHODS) of the fixed images after every epoch, with the
+    pattern-focus shares."""
 
-    def __init__(self, watch: dict, out: Path):
-        self.watch, self.out = watch, Path(out)
+    def __init__(self, watch: dict, out: Path, method: str = "hirescam"):
+        self.watch, self.out, self.method = watch, Path(out), method
         self.cams: dict[int, np.ndarray] = {}
 
     def restore(self, epochs: int) -> None:
@@ -43,7 +44,8 @@ class CamWatcher:
 
         from zfutils.plots import cam_grid
 
-        cams = grad_cams(model, model.cam_layer, self.watch["image"], self.watch["label"].tolist())
+        cams = grad_cams(model, model.cam_layer, self.watch["image"], self.watch["label"].tolist(),
+                         method=self.method)
         self.cams[epoch] = cams
         np.savez_compressed(self.out / "cams.npz", **{f"epoch_{e:03d}": c.astype(np.float16) for e, c in self.cams.items()})
         (self.out / "cams").mkdir(exist_ok=True)

@@ -97,7 +97,8 @@ def train_mode(cfg: dict, data: StoredDataset, mode: str, stage_dir: Path, devic
     sets = {s: ClassificationSet(data, s) for s in ("train", "val", "test")}
     out = Path(stage_dir) / mode
     out.mkdir(parents=True, exist_ok=True)
-    watcher = CamWatcher(cam_watch_set(sets["val"], cfg["classify"]["cam_images"]), out)
+    watcher = CamWatcher(cam_watch_set(sets["val"], cfg["classify"]["cam_images"]), out,
+                         cfg["classify"]["cam_method"])
     trainer, best, init = train_classifier(cfg, mode, sets, out, device, watcher=watcher)
     watcher.restore(best["epochs"])
     return sets, watcher, trainer, best, init
