@@ -119,3 +119,13 @@ def test_random_start_control_trains_each_mode_from_random_weights(tmp_path, mon
     n_test = len(ClassificationSet(data, "test"))
     assert set(out) == {"shallow", "deep"} and all(r["n_test"] == n_test and 0 <= r["accuracy"] <= 1 for r in out.values())
     assert all((tmp_path / "stage" / "random_start" / m / "checkpoints" / "best.pt").is_file() for m in out)
+
+
+def test_area_shares_are_what_a_uniform_map_gives(tmp_path):
+    data = split_data(tmp_path, size=32)
+    watch = cam_watch.cam_watch_set(ClassificationSet(data, ("train", "val", "test")), 3)
+    areas = cam_watch.CamWatcher(watch, tmp_path).area_shares()
+    fish, pattern = watch["fish"][:, 0].numpy() > 0.5, watch["pattern"][:, 0].numpy() > 0.5
+    assert np.isclose(areas["pattern"], pattern.mean(axis=(1, 2)).mean())
+    assert np.isclose(areas["background"], (~fish & ~pattern).mean(axis=(1, 2)).mean())
+    assert np.isclose(sum(areas.values()), 1.0)

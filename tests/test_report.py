@@ -59,7 +59,9 @@ def test_write_builds_tables_from_stage_metrics(tmp_path, monkeypatch):
         "top1": 0.1, "top5": 0.6, "mAP": 0.2, "top1_same_session": 0.9, "same_session_chance": 0.15}}}
     d3.joinpath("metrics.json").write_text(json.dumps({"shallow": mode, "deep": session_bound, "chance": 1 / 6,
                                                        "leakage": {"random": 0.9, "session": 0.7},
-                                                       "cam_method": "hirescam"}))
+                                                       "cam_method": "hirescam",
+                                                       "cam_area": {"pattern": 0.1, "fish_outside_pattern": 0.2,
+                                                                    "background": 0.7}}))
     found = report.write(cfg, ["lama", "aotgan"])
     names = {t.name for t in found}
     assert {"table1_ablation_deep", "table2_ablation_shallow", "classification", "retrieval", "pattern_focus", "leakage",
@@ -77,7 +79,9 @@ def test_write_builds_tables_from_stage_metrics(tmp_path, monkeypatch):
     focus = pd.read_csv(paths.figures_dir("smoke") / "pattern_focus.csv", index_col=0)
     assert focus.loc["lama deep"].to_dict() == {"pattern": 0.6, "fish outside pattern": 0.3, "background": 0.1,
                                                 "empty maps": 2}
-    assert "Maps: hirescam (classify.cam_method)" in (paths.figures_dir("smoke") / "pattern_focus.md").read_text()
+    assert focus.loc["uniform map (area)", "pattern"] == 0.1 and np.isnan(focus.loc["uniform map (area)", "empty maps"])
+    focus_md = (paths.figures_dir("smoke") / "pattern_focus.md").read_text()
+    assert "Maps: hirescam (classify.cam_method)" in focus_md and "| 2 " in focus_md
 
 
 def test_shortcut_table_compares_with_the_base_preset(tmp_path, monkeypatch):
@@ -205,3 +209,12 @@ def test_key_figures_size_study_first_then_projections_and_ablation(tmp_path, mo
         "size_study.png", "aotgan_05_cluster_embeddings_projections.png", "lama_05_cluster_embeddings_projections.png",
         "aotgan_04_ablate_regions_ablation_accuracy.png"]
     assert len(report.key_figures("smoke", None, n=2)) == 2
+
+
+def test_count_columns_read_as_whole_numbers_even_at_zero():
+    t = tables.Table("t", "T", pd.DataFrame({"share": [0.5, 0.25], "empty maps": [0, 3]}, index=["a", "b"]), "c",
+                     count_columns=("empty maps",))
+    text = tables.marked(t)
+    assert text["empty maps"].tolist() == ["0", "3"] and text["share"].tolist() == ["0.500", "0.250"]
+    [merged] = report.merge_seeds([[t], [t]])  # a table's settings survive the seed merge
+    assert merged.count_columns == ("empty maps",) and merged.caption.endswith("over 2 training seeds.")

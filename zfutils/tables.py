@@ -22,6 +22,7 @@ class Table:
     higher_is_better: dict | bool = True
     chance: tuple[float, int] | None = None   # (chance accuracy, test images): cells within noise of chance get NEAR_CHANCE
     accuracy_columns: tuple[str, ...] | None = None   # the columns `chance` applies to; None: every column
+    count_columns: tuple[str, ...] = ()   # columns of counts: whole numbers even where they are 0 (a mean keeps digits)
 
     def full_caption(self) -> str:
         """The caption, with what the near-chance mark means where the table has one."""
@@ -80,7 +81,8 @@ def marked(table: Table, digits: int = 3) -> pd.DataFrame:
     text = table.values.map(lambda v: mean_std(v, digits))
     for column in means.columns:  # counts (batch size, iterations) read as integers
         values = means[column].dropna()
-        if len(values) and (values == values.round()).all() and (values.abs() >= 1).all():
+        whole = len(values) and (values == values.round()).all()
+        if whole and (column in table.count_columns or (values.abs() >= 1).all()):
             text[column] = [mean_std(v, 0) for v in table.values[column]]
     if table.chance and table.chance[0] and table.chance[1]:
         low, high = chance_range(*table.chance)

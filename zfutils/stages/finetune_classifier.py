@@ -59,11 +59,12 @@ def finetune_classifiers(stage: Stage, data: StoredDataset) -> dict[str, dict]:
         results[mode] = run_mode(stage, data, mode, device)
         keep = {k: v for k, v in results[mode].items() if k not in ("watcher", "trainer")}
         stage.log_metrics(**{mode: keep})
-    stage.log_metrics(chance=1 / len(results[next(iter(results))]["classes"]), head=stage.cfg["classify"]["head"],
-                      cam_method=stage.cfg["classify"]["cam_method"])
+    first = results[next(iter(results))]
+    stage.log_metrics(chance=1 / len(first["classes"]), head=stage.cfg["classify"]["head"],
+                      cam_method=stage.cfg["classify"]["cam_method"], cam_area=first["watcher"].area_shares())
     if stage.cfg["classify"]["leakage_check"]:
         stage.log_metrics(leakage=leakage_check(stage, data, results, device))
-    if stage.cfg["classify"]["random_start_control"] and results[next(iter(results))]["init"]["init"] != "random":
+    if stage.cfg["classify"]["random_start_control"] and first["init"]["init"] != "random":
         stage.log_metrics(random_start=random_start_control(stage.cfg, data, stage.dir, device))
     if stage.cfg["classify"]["head_comparison"]["poolings"]:
         stage.log_metrics(head_comparison=head_comparison(stage.cfg, data, stage.dir, device, results))

@@ -4,6 +4,8 @@ figures/<preset>/. Best entries are bold and worst italic, as the study marks th
 its split and chance level; a cell with several seeds reads mean ± std."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -16,6 +18,7 @@ TABLE4_COLUMNS = {"ari": "AdjRand", "mi": "MutInfo", "nmi": "NMI", "silhouette":
 
 
 MATCHING = "matching"  # the one mode of a method without training (zfutils.matching.MODE)
+UNIFORM_MAP = "uniform map (area)"  # the pattern-focus table's reference row
 
 
 def _label(backbone: str, m03: dict) -> str:
@@ -54,8 +57,8 @@ def merge_seeds(per_seed: list[list[Table]]) -> list[Table]:
         cell = lambda f, r, c: f.at[r, c] if f is not None and r in f.index and c in f.columns else None  # noqa: E731
         values = pd.DataFrame([[[cell(f, r, c) for f in frames] for c in columns] for r in index],
                               index=index, columns=columns, dtype=object)
-        merged.append(Table(first.name, first.title, values, f"{first.caption} Mean ± std over {len(per_seed)} training seeds.",
-                            first.mark, first.higher_is_better, first.chance, first.accuracy_columns))
+        merged.append(dataclasses.replace(first, values=values,
+                                          caption=f"{first.caption} Mean ± std over {len(per_seed)} training seeds."))
     return merged
 
 
@@ -171,6 +174,11 @@ def _classification_tables(m03: dict, note: str, open_unseen: bool = False) -> l
     chance, n_test = _chance_and_test_size(m03)
     methods = sorted({m["cam_method"] for m in m03.values() if m.get("cam_method")})
     maps = f" Maps: {', '.join(methods)} (classify.cam_method)." if methods else ""
+    areas = [m["cam_area"] for m in m03.values() if m.get("cam_area")]
+    if areas:  # what a map spread evenly over the image would give: the level a focus reads against
+        focus[UNIFORM_MAP] = {"pattern": float(np.mean([a["pattern"] for a in areas])),
+                              "fish outside pattern": float(np.mean([a["fish_outside_pattern"] for a in areas])),
+                              "background": float(np.mean([a["background"] for a in areas])), "empty maps": None}
     out = [Table("classification", "Classification: test metrics of the fine-tuned classifiers", pd.DataFrame(cls).T,
                  f"{note} Best per column in bold, worst in italic.", mark="column", chance=(chance, n_test),
                  accuracy_columns=("accuracy",)),
@@ -181,8 +189,10 @@ def _classification_tables(m03: dict, note: str, open_unseen: bool = False) -> l
                  mark="column"),
            Table("pattern_focus", "Pattern focus: share of class-activation mass at the last epoch", pd.DataFrame(focus).T,
                  f"{note} Fixed validation images; shares of pattern, rest of the fish and background add up to 1, "
-                 f"averaged over the maps that are not empty (all zero).{maps} For matching methods: where the "
-                 "verified matches' keypoints lie, against the best image of the same individual.")]
+                 f"averaged over the maps that are not empty (all zero).{maps} '{UNIFORM_MAP}': the regions' areas, "
+                 "what a map spread evenly would give; a share above it is a focus. For matching methods: where the "
+                 "verified matches' keypoints lie, against the best image of the same individual.",
+                 count_columns=("empty maps",))]
     if shortcut:
         out.append(Table("session_shortcut", "Session shortcut: how often the nearest image is another fish of the "
                          "query's own recording session", pd.DataFrame(shortcut).T,

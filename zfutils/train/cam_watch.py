@@ -28,6 +28,13 @@ class CamWatcher:
         self.watch, self.out, self.method = watch, Path(out), method
         self.cams: dict[int, np.ndarray] = {}
 
+    def area_shares(self) -> dict[str, float]:
+        """The shares a uniform map would give: the mean area of pattern, rest of the fish and
+        background in the watched images, the level against which a CAM's focus reads."""
+        fish, pattern = self.watch["fish"][:, 0].numpy(), self.watch["pattern"][:, 0].numpy()
+        shares = cam_mass_shares(np.ones(fish.shape), fish, pattern)
+        return {k.removeprefix("mean_"): float(v) for k, v in shares.items() if k.startswith("mean_")}
+
     def restore(self, epochs: int) -> None:
         """Epochs up to `epochs` this process did not train (a resumed run, or training done by
         zfutils.train.launch) from cams.npz, so the Grad-CAM figures show every epoch."""
