@@ -218,3 +218,15 @@ def test_count_columns_read_as_whole_numbers_even_at_zero():
     assert text["empty maps"].tolist() == ["0", "3"] and text["share"].tolist() == ["0.500", "0.250"]
     [merged] = report.merge_seeds([[t], [t]])  # a table's settings survive the seed merge
     assert merged.count_columns == ("empty maps",) and merged.caption.endswith("over 2 training seeds.")
+
+
+def test_a_row_tested_on_fewer_images_gets_its_own_chance_range():
+    values = pd.DataFrame({"pattern_only": [0.30, 0.30]}, index=["lama", "sift (no training)"])
+    t = tables.Table("t2", "T2", values, "c", mark="row", chance=(1 / 6, 60), row_test_sizes={"sift (no training)": 28})
+    low60, high60 = tables.chance_range(1 / 6, 60)
+    low28, high28 = tables.chance_range(1 / 6, 28)
+    assert high60 < 0.30 < high28  # 0.30 is a signal on 60 images, noise on 28
+    text = tables.marked(t)
+    assert text.loc["lama", "pattern_only"] == "0.300"
+    assert text.loc["sift (no training)", "pattern_only"] == "0.300" + tables.NEAR_CHANCE
+    assert f"sift (no training): {low28:.3f}-{high28:.3f} on its 28" in t.full_caption()

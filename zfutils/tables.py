@@ -23,14 +23,17 @@ class Table:
     chance: tuple[float, int] | None = None   # (chance accuracy, test images): cells within noise of chance get NEAR_CHANCE
     accuracy_columns: tuple[str, ...] | None = None   # the columns `chance` applies to; None: every column
     count_columns: tuple[str, ...] = ()   # columns of counts: whole numbers even where they are 0 (a mean keeps digits)
+    row_test_sizes: dict | None = None    # {row: test images} for rows tested on another number than chance[1]
 
     def full_caption(self) -> str:
         """The caption, with what the near-chance mark means where the table has one."""
         if not (self.chance and self.chance[0] and self.chance[1]):
             return self.caption
         low, high = chance_range(*self.chance)
+        others = "".join(f"; {row}: {chance_range(self.chance[0], n)[0]:.3f}-{chance_range(self.chance[0], n)[1]:.3f} "
+                         f"on its {n}" for row, n in (self.row_test_sizes or {}).items())
         return (f"{self.caption} {NEAR_CHANCE}: within noise of chance (a classifier guessing at {self.chance[0]:.3f} "
-                f"scores {low:.3f}-{high:.3f} on {self.chance[1]} test images 95% of the time).")
+                f"scores {low:.3f}-{high:.3f} on {self.chance[1]} test images 95% of the time{others}).")
 
 
 NEAR_CHANCE = "°"
@@ -85,10 +88,11 @@ def marked(table: Table, digits: int = 3) -> pd.DataFrame:
         if whole and (column in table.count_columns or (values.abs() >= 1).all()):
             text[column] = [mean_std(v, 0) for v in table.values[column]]
     if table.chance and table.chance[0] and table.chance[1]:
-        low, high = chance_range(*table.chance)
+        ranges = pd.DataFrame([chance_range(table.chance[0], (table.row_test_sizes or {}).get(row, table.chance[1]))
+                               for row in means.index], index=means.index, columns=["low", "high"])
         columns = [c for c in text.columns if table.accuracy_columns is None or c in table.accuracy_columns]
         for column in columns:
-            near = means[column].between(low, high)
+            near = means[column].between(ranges["low"], ranges["high"])
             text.loc[near, column] = text.loc[near, column] + NEAR_CHANCE
     if table.mark is None:
         return text

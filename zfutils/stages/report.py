@@ -72,7 +72,9 @@ def tables_of_seed(cfg: dict, backbones, run_seed: int | None) -> list[Table]:
     chance = next((m["chance"] for m in m03.values() if "chance" in m), None)
     note = _split_note(cfg, chance)
     out = []
-    ablation_test = max((m.get("ablation_set", {}).get("sizes", {}).get("test", 0) for m in m04.values()), default=0)
+    test_sizes = {_label(b, m03): m.get("ablation_set", {}).get("sizes", {}).get("test", 0) for b, m in m04.items()}
+    ablation_test = max(test_sizes.values(), default=0)
+    other_sizes = {row: n for row, n in test_sizes.items() if n and n != ablation_test}  # quick: SIFT's half set
     ablation_chance = next((m["chance"] for m in m04.values() if "chance" in m), chance)
     for number, mode in ((1, "deep"), (2, "shallow")):
         rows = {_label(b, m03): {r["condition"]: r["accuracy"] for r in m["results"] if r["mode"] in (mode, MATCHING)}
@@ -82,7 +84,7 @@ def tables_of_seed(cfg: dict, backbones, run_seed: int | None) -> list[Table]:
             out.append(Table(f"table{number}_ablation_{mode}", f"Table {number}: test accuracy by visible region, {mode} fine-tuning",
                              pd.DataFrame(rows).T, f"{note} Best region per model in bold, worst in italic. Methods "
                              "without training (matching) appear in both tables with the same numbers.", mark="row",
-                             chance=(ablation_chance, ablation_test)))
+                             chance=(ablation_chance, ablation_test), row_test_sizes=other_sizes or None))
     if m02:
         rows = {b: {"lowest validation generator loss": m["table3"]["best_val_g_loss"], "batch size": m["table3"]["batch_size"],
                     "iterations": m["table3"]["best_iteration"], "test L1 (hole)": m["test"]["test_l1"],
