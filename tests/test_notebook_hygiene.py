@@ -1,8 +1,6 @@
 """Source notebooks are inputs, not records: they are committed without outputs or execution
 counts (the executed copy of a run lives under runs/), and each keeps exactly one cell tagged
-`parameters`, where papermill injects a run's parameters after it. The one exception: a cell that
-prints deterministic facts of the smoke preset (row counts, sizes) is tagged `nbval-check-output`
-and keeps that text (and `keep_output`, which nbstripout honours), so that nbval compares it."""
+`parameters`, where papermill injects a run's parameters after it."""
 import json
 from pathlib import Path
 
@@ -28,19 +26,11 @@ def test_there_are_stage_notebooks():
     assert NOTEBOOKS, f"no stage notebooks (NN_name.ipynb) found in {paths.NOTEBOOKS_DIR}"
 
 
-CHECKED = "nbval-check-output"
-TEXT = {"text/plain", "text/html"}
-
-
-def _checked(cell: dict) -> bool:
-    return CHECKED in cell.get("metadata", {}).get("tags", [])
-
-
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.name for nb in NOTEBOOKS])
 def test_notebook_is_stored_without_outputs(notebook):
     cells = _cells(notebook)
-    with_outputs = [i for i, cell in enumerate(cells) if cell.get("outputs") and not _checked(cell)]
-    counted = [i for i, cell in enumerate(cells) if cell.get("execution_count") is not None and not _checked(cell)]
+    with_outputs = [i for i, cell in enumerate(cells) if cell.get("outputs")]
+    counted = [i for i, cell in enumerate(cells) if cell.get("execution_count") is not None]
     nb = _name(notebook)
     assert not with_outputs, f"{nb}: cells {with_outputs} have outputs; {CLEAR.format(nb=nb)}"
     assert not counted, f"{nb}: cells {counted} have execution counts; {CLEAR.format(nb=nb)}"
@@ -58,18 +48,3 @@ def test_notebook_has_one_parameters_cell(notebook):
     assert cells[tagged[0]]["cell_type"] == "code", (
         f"{nb} cell {tagged[0]} is tagged `parameters` but is a {cells[tagged[0]]['cell_type']} cell: "
         f"move the tag to the code cell of plain scalars")
-
-
-def test_checked_cells_keep_only_their_text():
-    """nbval compares a checked cell's output with the stored one: text only (no figures), kept by
-    nbstripout too, with an execution count (nbval skips a cell without one as never run), and at
-    least the data facts are checked."""
-    checked = {(nb.name, i): cell for nb in NOTEBOOKS for i, cell in enumerate(_cells(nb)) if _checked(cell)}
-    assert any(name.startswith("01_") for name, _ in checked), "notebook 01's data facts are not checked by nbval"
-    for (name, i), cell in checked.items():
-        assert cell["outputs"], f"{name} cell {i} is tagged {CHECKED} but stores no output to compare with"
-        assert cell.get("metadata", {}).get("keep_output") is True, f"{name} cell {i}: set keep_output: true"
-        for out in cell["outputs"]:
-            assert out["output_type"] in ("stream", "execute_result"), f"{name} cell {i}: {out['output_type']}"
-            assert set(out.get("data", {})) <= TEXT, f"{name} cell {i}: only text outputs can be compared"
-        assert cell.get("execution_count") is not None, f"{name} cell {i}: nbval skips a checked cell never run"

@@ -138,6 +138,10 @@ def test_smoke_pipeline_runs_every_stage_for_every_backbone(tmp_path, monkeypatc
     assert all(j.status in ("done", "n/a") for j in jobs), [(j.label, j.message) for j in jobs]
     assert {(j.stage.name, j.backbone) for j in jobs if j.status == "n/a"} == {
         ("02_inpaint_patterns", b) for b in others + ["sift"]}
+    # the data facts notebook 01 prints: checked here, not by nbval (notebooks are stored without outputs)
+    facts = json.loads((paths.stage_dir("smoke", "01_prepare_dataset") / "metrics.json").read_text())
+    assert facts["n_identities"] == 6 and facts["n_sessions"] == 4 and facts["image_size"] == 64
+    assert sum(facts["splits"]["split"].values()) == facts["tasks"]["classify"]
     for backbone in four:
         run_dir = paths.stage_dir("smoke", "02_inpaint_patterns", backbone)
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -154,6 +158,7 @@ def test_smoke_pipeline_runs_every_stage_for_every_backbone(tmp_path, monkeypatc
             assert len(m["history"]) == 2 and {"val_accuracy", "val_macro_f1", "cam_pattern"} <= set(m["history"][0])
             assert {"accuracy", "macro_recall", "macro_f1", "confusion"} <= set(m["test"])
             assert {"top1", "top5", "mAP"} <= set(m["retrieval"]["test"]) and m["retrieval"]["open"]["n_queries"] > 0
+        assert metrics["cam_method"] == "hirescam" and abs(sum(metrics["cam_area"].values()) - 1) < 1e-6
         assert (run_dir / "embeddings_ref.npz").is_file()
         assert (paths.figures_dir("smoke") / f"{backbone}_03_finetune_classifier_gradcam_deep.png").is_file()
     sift = json.loads((paths.stage_dir("smoke", "03_finetune_classifier", "sift") / "metrics.json").read_text())

@@ -30,8 +30,9 @@ class Table:
         if not (self.chance and self.chance[0] and self.chance[1]):
             return self.caption
         low, high = chance_range(*self.chance)
-        others = "".join(f"; {row}: {chance_range(self.chance[0], n)[0]:.3f}-{chance_range(self.chance[0], n)[1]:.3f} "
-                         f"on its {n}" for row, n in (self.row_test_sizes or {}).items())
+        ranges = {row: chance_range(self.chance[0], n) for row, n in (self.row_test_sizes or {}).items()}
+        others = "".join(f"; {row}: {lo:.3f}-{hi:.3f} on its {self.row_test_sizes[row]}"
+                         for row, (lo, hi) in ranges.items())
         return (f"{self.caption} {NEAR_CHANCE}: within noise of chance (a classifier guessing at {self.chance[0]:.3f} "
                 f"scores {low:.3f}-{high:.3f} on {self.chance[1]} test images 95% of the time{others}).")
 
